@@ -1,0 +1,1 @@
+"""Logic behind the template's hooks: answer validation, file selection, quoting filters."""

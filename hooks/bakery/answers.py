@@ -1,0 +1,97 @@
+"""Validation of the answers given to cookiecutter, before anything is rendered."""
+
+from __future__ import annotations
+
+import keyword
+import re
+import sys
+from collections.abc import Iterator, Mapping
+
+# Kubernetes Service names are DNS-1035 labels (a letter first) of at most 63 characters. The
+# slug also gets suffixes ("-migrate", kustomize hashes) and overlay prefixes, so keep headroom.
+SLUG_MAX_LENGTH = 40
+SLUG_PATTERN = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+PACKAGE_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+# Top-level modules the generated project imports, in any combination: a package of the same
+# name would shadow them.
+DEPENDENCY_MODULES = frozenset(
+    {
+        "alembic",
+        "anyio",
+        "asgi_correlation_id",
+        "asyncpg",
+        "django",
+        "django_structlog",
+        "fastapi",
+        "gunicorn",
+        "httpx",
+        "pydantic",
+        "pydantic_settings",
+        "pymongo",
+        "psycopg",
+        "pytest",
+        "pytest_asyncio",
+        "pytest_django",
+        "sqlalchemy",
+        "starlette",
+        "structlog",
+        "uvicorn",
+        "uvicorn_worker",
+        "whitenoise",
+    }
+)
+# Names the project itself uses at its top level.
+RESERVED_PACKAGE_NAMES = frozenset({"tests", "test", "conftest", "migrations", "manage", "config"})
+
+FREE_TEXT_FIELDS = ("project_name", "description", "author_name")
+
+
+class InvalidAnswer(ValueError):
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        super().__init__(f"{field}={value!r} is invalid: {rule}")
+        self.field = field
+
+
+def slug_problems(slug: str) -> Iterator[str]:
+    if not slug:
+        yield "it is empty; give a project_name with letters or digits, or set project_slug"
+    elif len(slug) > SLUG_MAX_LENGTH:
+        yield f"at most {SLUG_MAX_LENGTH} characters (it names Kubernetes resources), got {len(slug)}"
+    elif not SLUG_PATTERN.fullmatch(slug):
+        yield (
+            "must be a DNS-1123 label usable as a Kubernetes Service name: lowercase letters,"
+            " digits and '-', starting with a letter and ending with a letter or digit"
+        )
+
+
+def package_problems(name: str) -> Iterator[str]:
+    if not PACKAGE_PATTERN.fullmatch(name):
+        yield "must be a lowercase Python identifier: letters, digits and '_', not starting with a digit"
+    elif keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        yield "is a Python keyword"
+    elif name in sys.stdlib_module_names:
+        yield "shadows the standard-library module of the same name"
+    elif name in DEPENDENCY_MODULES:
+        yield "shadows a module the generated project imports"
+    elif name in RESERVED_PACKAGE_NAMES:
+        yield "is a name the generated project uses for its own files"
+
+
+def validate(answers: Mapping[str, object], supported: Mapping[str, object] | None = None) -> None:
+    """Raise InvalidAnswer for the first answer that breaks a rule."""
+    for field in FREE_TEXT_FIELDS:
+        value = str(answers[field])
+        if not value.strip():
+            raise InvalidAnswer(field, value, "must not be empty")
+        if CONTROL_CHARACTERS.search(value):
+            raise InvalidAnswer(field, value, "must be one line without control characters")
+    for rule in slug_problems(str(answers["project_slug"])):
+        raise InvalidAnswer("project_slug", answers["project_slug"], rule)
+    for rule in package_problems(str(answers["package_name"])):
+        raise InvalidAnswer("package_name", answers["package_name"], rule)
+    email = str(answers["author_email"])
+    if not EMAIL_PATTERN.fullmatch(email):
+        raise InvalidAnswer("author_email", email, "must look like name@example.com")

@@ -1,0 +1,46 @@
+"""Jinja filters that quote user-supplied text for the format it lands in.
+
+Loaded by cookiecutter through ``_extensions`` in ``cookiecutter.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jinja2 import Environment
+from jinja2.ext import Extension
+
+
+def toml_string(value: object) -> str:
+    # A JSON string without ASCII escaping is a valid TOML basic string.
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def yaml_string(value: object) -> str:
+    # A JSON string is a valid YAML double-quoted scalar; it keeps leading '-', '&', '!' literal.
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def python_string(value: object) -> str:
+    return repr(str(value))
+
+
+def markdown_text(value: object) -> str:
+    """Escape the characters that would turn plain text into Markdown markup or HTML."""
+    text = str(value)
+    for char in "\\`*_{}[]<>#|!":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+class QuotingExtension(Extension):
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        environment.filters["toml_string"] = toml_string
+        environment.filters["yaml_string"] = yaml_string
+        environment.filters["python_string"] = python_string
+        environment.filters["markdown_text"] = markdown_text
+        # The hooks import this package; cookiecutter's `_repo_dir` can be relative to a cwd
+        # the hook scripts do not share, so hand them an absolute path.
+        environment.globals["bakery_path"] = str(Path(__file__).resolve().parents[1])

@@ -1,0 +1,35 @@
+"""gunicorn settings; every value can be overridden from the environment.
+
+Termination budget (the Kubernetes manifests use the same numbers):
+preStop sleep (5 s) + GRACEFUL_TIMEOUT (20 s) + margin (5 s) = terminationGracePeriodSeconds (30 s).
+"""
+
+import os
+
+from {{ cookiecutter.package_name }}.concurrency import worker_count
+from {{ cookiecutter.package_name }}.logging_config import logging_dict_config
+from {{ cookiecutter.package_name }}.settings import get_settings
+
+wsgi_app = "{{ cookiecutter.package_name }}.main:app"
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+worker_class = "uvicorn_worker.UvicornWorker"
+workers = worker_count()
+
+# Seconds a worker may stay silent before the master restarts it.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# Seconds in-flight requests get to finish after SIGTERM.
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
+# Above common load-balancer idle timeouts (60 s): the balancer closes idle connections first.
+keepalive = int(os.environ.get("KEEPALIVE", "75"))
+# Recycle workers now and then to bound slow leaks; jitter keeps them from restarting together.
+max_requests = int(os.environ.get("MAX_REQUESTS", "10000"))
+max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "1000"))
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Read-only root filesystem: heartbeat files in memory, no control socket in $HOME.
+# /dev/shm is Linux-only; elsewhere gunicorn falls back to the system temp dir.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - tmpfs on purpose
+control_socket_disable = True
+
+logconfig_dict = logging_dict_config(get_settings())
+accesslog = None

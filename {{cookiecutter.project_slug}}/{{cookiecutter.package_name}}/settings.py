@@ -1,0 +1,41 @@
+"""Configuration, read once from environment variables (and a local `.env` file in development)."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    app_name: str = "{{ cookiecutter.project_slug }}"
+    environment: Literal["development", "production"] = "development"
+    log_level: str = "INFO"
+    # "auto" renders JSON when stdout is not a terminal, which is how containers run.
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    database_pool_size: int = Field(default=5, ge=1)
+    database_max_overflow: int = Field(default=5, ge=0)
+    database_pool_timeout: float = Field(default=5.0, gt=0)
+    database_connect_timeout: float = Field(default=3.0, gt=0)
+    database_statement_timeout_ms: int = Field(default=15_000, ge=0)
+
+    ready_timeout: float = Field(default=1.0, gt=0)
+    migration_lock_timeout: float = Field(default=300.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def use_asyncpg_driver(cls, url: str) -> str:
+        """Accept the plain `postgresql://` URLs that managed databases hand out."""
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url.removeprefix(prefix)
+        return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
