@@ -4,9 +4,10 @@ import json
 import sys
 from pathlib import Path
 
-CONTEXT = json.loads(r'{{ cookiecutter | tojson }}')  # tojson escapes every quote character
-sys.path.insert(0, {{ bakery_path | tojson }})
+# Rendered by cookiecutter: JSON escapes every quote inside its strings, so this literal holds.
+CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+sys.path.insert(0, r"""{{ bakery_path }}""")
 
-from bakery.layout import remove_unwanted  # noqa: E402
+from bakery.layout import remove_unwanted
 
 remove_unwanted(Path.cwd(), CONTEXT)

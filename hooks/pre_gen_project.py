@@ -3,10 +3,11 @@
 import json
 import sys
 
-CONTEXT = json.loads(r'{{ cookiecutter | tojson }}')  # tojson escapes every quote character
-sys.path.insert(0, {{ bakery_path | tojson }})
+# Rendered by cookiecutter: JSON escapes every quote inside its strings, so this literal holds.
+CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+sys.path.insert(0, r"""{{ bakery_path }}""")
 
-from bakery.answers import InvalidAnswer, validate  # noqa: E402
+from bakery.answers import InvalidAnswer, validate
 
 try:
     validate(CONTEXT)

@@ -59,7 +59,7 @@ def slug_problems(slug: str) -> Iterator[str]:
     if not slug:
         yield "it is empty; give a project_name with letters or digits, or set project_slug"
     elif len(slug) > SLUG_MAX_LENGTH:
-        yield f"at most {SLUG_MAX_LENGTH} characters (it names Kubernetes resources), got {len(slug)}"
+        yield f"at most {SLUG_MAX_LENGTH} characters (it names Kubernetes objects), got {len(slug)}"
     elif not SLUG_PATTERN.fullmatch(slug):
         yield (
             "must be a DNS-1123 label usable as a Kubernetes Service name: lowercase letters,"
@@ -69,7 +69,7 @@ def slug_problems(slug: str) -> Iterator[str]:
 
 def package_problems(name: str) -> Iterator[str]:
     if not PACKAGE_PATTERN.fullmatch(name):
-        yield "must be a lowercase Python identifier: letters, digits and '_', not starting with a digit"
+        yield "must be a lowercase Python identifier: letters, digits and '_', not a digit first"
     elif keyword.iskeyword(name) or keyword.issoftkeyword(name):
         yield "is a Python keyword"
     elif name in sys.stdlib_module_names:

@@ -6,6 +6,7 @@ Loaded by cookiecutter through ``_extensions`` in ``cookiecutter.json``.
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 from jinja2 import Environment
@@ -34,6 +35,19 @@ def markdown_text(value: object) -> str:
     return text
 
 
+def project_dir(slug: object) -> str:
+    """The output directory's name, never a path that escapes the output directory.
+
+    The directory is created before the pre-generation hook can reject the slug; an empty slug
+    would name the output directory itself, and '/' or '..' another place. Such slugs get a
+    throw-away name, which cookiecutter removes when the hook fails.
+    """
+    name = str(slug)
+    if name.strip(".") and "/" not in name and "\\" not in name:
+        return name
+    return f".invalid-project-slug-{secrets.token_hex(4)}"
+
+
 class QuotingExtension(Extension):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -41,6 +55,7 @@ class QuotingExtension(Extension):
         environment.filters["yaml_string"] = yaml_string
         environment.filters["python_string"] = python_string
         environment.filters["markdown_text"] = markdown_text
+        environment.filters["project_dir"] = project_dir
         # The hooks import this package; cookiecutter's `_repo_dir` can be relative to a cwd
         # the hook scripts do not share, so hand them an absolute path.
         environment.globals["bakery_path"] = str(Path(__file__).resolve().parents[1])

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The template's whole test suite, from a fresh machine: installs what it needs, checks the
+# services, then runs pytest. Extra arguments go to pytest (e.g. -m "not image", -k answers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --group test
+
+postgres_up() {
+    "$venv/bin/python" - <<'PY'
+import os, socket, sys
+from urllib.parse import urlsplit
+url = urlsplit(os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+try:
+    socket.create_connection((url.hostname, url.port or 5432), timeout=3).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+if ! postgres_up; then
+    if command -v pg_ctlcluster >/dev/null; then
+        echo "PostgreSQL is not answering; starting the local cluster" >&2
+        for version in $(ls /etc/postgresql); do
+            pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+        done
+        for _ in $(seq 1 30); do postgres_up && break; sleep 1; done
+    fi
+    postgres_up || { echo "error: PostgreSQL is not reachable (TEST_DATABASE_URL); the generated projects' tests need it" >&2; exit 1; }
+fi
+
+set +e
+"$venv/bin/python" -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+    echo "error: pytest collected no tests" >&2
+    exit 1
+fi
+exit "$status"

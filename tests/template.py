@@ -1,0 +1,71 @@
+"""What the template offers, read from cookiecutter.json itself, and how to bake it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+COOKIECUTTER_JSON = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
+sys.path.insert(0, str(TEMPLATE_ROOT / "hooks"))
+
+# Text the rendered project must never contain: unrendered Jinja or cookiecutter variables.
+LEFTOVER_MARKERS = ("{{", "{%", "cookiecutter.")
+
+
+def choice_options() -> dict[str, list[str]]:
+    """Every multiple-choice question and its answers, in cookiecutter.json's order."""
+    return {
+        name: values
+        for name, values in COOKIECUTTER_JSON.items()
+        if not name.startswith("_") and isinstance(values, list)
+    }
+
+
+def defaults() -> dict[str, str]:
+    return {name: values[0] for name, values in choice_options().items()}
+
+
+def all_combinations() -> Iterator[dict[str, str]]:
+    options = choice_options()
+    for values in itertools.product(*options.values()):
+        yield dict(zip(options, values, strict=True))
+
+
+def bake_in_subprocess(output_dir: Path, **answers: str) -> subprocess.CompletedProcess[str]:
+    """Render as a user would, through the CLI, to see exactly what they see."""
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE_ROOT)]
+    command += ["--output-dir", str(output_dir)]
+    command += [f"{name}={value}" for name, value in answers.items()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def text_files(project: Path) -> Iterator[Path]:
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            try:
+                path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+            yield path
+
+
+def leftovers(project: Path) -> list[str]:
+    found = []
+    for path in text_files(project):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            found += [
+                f"{path.relative_to(project)}:{number}: {line.strip()}"
+                for marker in LEFTOVER_MARKERS
+                if marker in line
+            ]
+        found += [f"{path.relative_to(project)}: name" for m in LEFTOVER_MARKERS if m in path.name]
+    return found
+
+
+def answers_key(answers: Mapping[str, str]) -> str:
+    return "-".join(f"{name}={value}" for name, value in sorted(answers.items()))

@@ -1,0 +1,72 @@
+"""Bad answers are refused with one clear line, and nothing is left on disk."""
+
+from pathlib import Path
+
+import pytest
+from bakery.answers import InvalidAnswer, validate
+
+from tests.template import bake_in_subprocess, defaults
+
+GOOD = {
+    **defaults(),
+    "project_name": "Orders Service",
+    "project_slug": "orders-service",
+    "package_name": "orders_service",
+    "description": "Takes orders.",
+    "author_name": "Platform Team",
+    "author_email": "platform@example.com",
+}
+
+BAD_ANSWERS = [
+    # (answers, field, words the message must contain)
+    ({"project_slug": "Orders_Service"}, "project_slug", "DNS-1123 label"),
+    ({"project_slug": "orders-"}, "project_slug", "ending with a letter or digit"),
+    ({"project_slug": "1orders"}, "project_slug", "starting with a letter"),
+    ({"project_slug": "o" * 41}, "project_slug", "at most 40 characters"),
+    ({"project_name": "!!!"}, "project_slug", "is empty"),
+    ({"package_name": "orders-service"}, "package_name", "Python identifier"),
+    ({"package_name": "9orders"}, "package_name", "Python identifier"),
+    ({"package_name": "class"}, "package_name", "Python keyword"),
+    ({"package_name": "match"}, "package_name", "Python keyword"),
+    ({"package_name": "fastapi"}, "package_name", "shadows a module the generated project imports"),
+    ({"package_name": "alembic"}, "package_name", "shadows a module the generated project imports"),
+    ({"package_name": "test"}, "package_name", "uses for its own files"),
+    ({"package_name": "asyncio"}, "package_name", "standard-library module"),
+    ({"package_name": "logging"}, "package_name", "standard-library module"),
+    ({"package_name": "tests"}, "package_name", "uses for its own files"),
+    ({"author_email": "not-an-email"}, "author_email", "name@example.com"),
+    ({"description": "   "}, "description", "must not be empty"),
+    ({"author_name": "Line\tbreak"}, "author_name", "without control characters"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field", "rule"), BAD_ANSWERS)
+def test_validate_names_field_value_and_rule(changes: dict, field: str, rule: str) -> None:
+    answers = {**GOOD, **changes}
+    if "project_name" in changes:
+        answers["project_slug"] = ""
+
+    with pytest.raises(InvalidAnswer) as raised:
+        validate(answers)
+
+    assert raised.value.field == field
+    assert rule in str(raised.value)
+    assert repr(answers[field]) in str(raised.value)
+
+
+def test_good_answers_pass() -> None:
+    validate(GOOD)
+
+
+@pytest.mark.parametrize(("changes", "field", "rule"), BAD_ANSWERS)
+def test_bake_refuses_bad_answer_and_leaves_nothing(
+    tmp_path: Path, changes: dict, field: str, rule: str
+) -> None:
+    result = bake_in_subprocess(tmp_path, **changes)
+
+    assert result.returncode != 0
+    error_lines = [line for line in result.stderr.splitlines() if "error: " in line]
+    assert len(error_lines) == 1, result.stderr
+    assert f"error: {field}=" in error_lines[0]
+    assert rule in error_lines[0]
+    assert list(tmp_path.iterdir()) == []

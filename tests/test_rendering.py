@@ -1,0 +1,49 @@
+"""The default bake renders cleanly and reads like a hand-written project."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.template import leftovers
+
+
+def ruff(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "--no-cache", "."],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_default_bake_has_no_template_leftovers(default_project: Path) -> None:
+    assert leftovers(default_project) == []
+
+
+def test_default_bake_passes_ruff_check(default_project: Path) -> None:
+    result = ruff(default_project, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_bake_is_ruff_formatted(default_project: Path) -> None:
+    result = ruff(default_project, "format", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_bake_has_no_blank_line_runs(default_project: Path) -> None:
+    """Jinja whitespace mistakes show up as three or more blank lines in a row."""
+    offenders = [
+        str(path.relative_to(default_project))
+        for path in default_project.rglob("*")
+        if path.is_file() and "\n\n\n\n" in path.read_text(encoding="utf-8", errors="ignore")
+    ]
+    assert offenders == []
+
+
+def test_default_bake_is_the_fastapi_postgresql_service(default_project: Path) -> None:
+    package = default_project / "orders_service"
+    assert (package / "main.py").is_file()
+    assert (package / "migrate.py").is_file()
+    assert (default_project / "alembic.ini").is_file()
+    assert (default_project / "gunicorn.conf.py").is_file()
