@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.template import leftovers
@@ -29,6 +30,16 @@ def test_default_bake_passes_ruff_check(default_project: Path) -> None:
 def test_default_bake_is_ruff_formatted(default_project: Path) -> None:
     result = ruff(default_project, "format", "--check")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_longest_valid_names_still_pass_ruff(baked: Callable[..., Path]) -> None:
+    """Lines that carry the package name must fit the line length at its longest."""
+    project = baked(project_name="a" * 40)
+    assert project.name == "a" * 40
+
+    for args in (["check"], ["format", "--check"]):
+        result = ruff(project, *args)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_default_bake_has_no_blank_line_runs(default_project: Path) -> None:

@@ -12,7 +12,7 @@ from {{ cookiecutter.package_name }}.settings import get_settings
 
 wsgi_app = "{{ cookiecutter.package_name }}.main:app"
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "{{ cookiecutter.package_name }}.worker.DrainingUvicornWorker"
 workers = worker_count()
 
 # Seconds a worker may stay silent before the master restarts it.

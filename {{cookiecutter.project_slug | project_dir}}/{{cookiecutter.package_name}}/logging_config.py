@@ -21,6 +21,12 @@ def add_request_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
     return event_dict
 
 
+def drop_color_message(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # uvicorn attaches an ANSI-coloured copy of some messages; the plain one is enough.
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
 SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -28,6 +34,7 @@ SHARED_PROCESSORS: list[Any] = [
     structlog.stdlib.ExtraAdder(),
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     add_request_id,
+    drop_color_message,
     structlog.processors.StackInfoRenderer(),
 ]
 

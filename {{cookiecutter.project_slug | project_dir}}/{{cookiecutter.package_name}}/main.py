@@ -8,8 +8,12 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }}.api import health, items
 from {{ cookiecutter.package_name }}.db import create_engine, create_sessionmaker
 from {{ cookiecutter.package_name }}.errors import install_error_handlers
+from {{ cookiecutter.package_name }}.limits import RequestLimitsMiddleware
 from {{ cookiecutter.package_name }}.logging_config import configure_logging
-from {{ cookiecutter.package_name }}.middleware import AccessLogMiddleware
+from {{ cookiecutter.package_name }}.middleware import (
+    AccessLogMiddleware,
+    CloseWhenDrainingMiddleware,
+)
 from {{ cookiecutter.package_name }}.settings import Settings, get_settings
 
 logger = structlog.stdlib.get_logger(__name__)
@@ -37,7 +41,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(items.router)
     install_error_handlers(app)
-    # Added last, so it runs first: the request id is bound before anything logs.
+    # The last added runs first: request id, then the access log, then limits and draining.
+    app.add_middleware(CloseWhenDrainingMiddleware)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_query_bytes=settings.max_query_bytes,
+    )
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     return app

@@ -1,15 +1,18 @@
-"""One structured access-log event per request."""
+"""Pure ASGI middleware: unlike BaseHTTPMiddleware it neither buffers nor re-wraps responses."""
 
 import time
 
 import structlog
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from {{ cookiecutter.package_name }}.shutdown import is_draining
 
 logger = structlog.stdlib.get_logger("access")
 
 
 class AccessLogMiddleware:
-    """Pure ASGI middleware: unlike BaseHTTPMiddleware it does not buffer or re-wrap responses."""
+    """One structured access-log event per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -38,3 +41,22 @@ class AccessLogMiddleware:
                 status=status_code,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+class CloseWhenDrainingMiddleware:
+    """While the worker drains, ask clients to reconnect: the next connection finds a ready pod."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_close(message: Message) -> None:
+            if message["type"] == "http.response.start" and is_draining():
+                MutableHeaders(scope=message)["Connection"] = "close"
+            await send(message)
+
+        await self.app(scope, receive, send_with_close)

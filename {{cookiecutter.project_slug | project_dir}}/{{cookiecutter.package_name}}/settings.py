@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
     ready_timeout: float = Field(default=1.0, gt=0)
+    # Seconds a worker keeps serving after SIGTERM while /ready reports 503.
+    shutdown_drain_seconds: float = Field(default=5.0, ge=0)
+
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_header_bytes: int = Field(default=16 * 1024, gt=0)
+    max_query_bytes: int = Field(default=4 * 1024, gt=0)
     migration_lock_timeout: float = Field(default=300.0, gt=0)
 
     @field_validator("database_url")

@@ -7,6 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from {{ cookiecutter.package_name }}.shutdown import is_draining
+
 router = APIRouter(tags=["health"])
 logger = structlog.stdlib.get_logger(__name__)
 
@@ -19,6 +21,8 @@ async def health() -> dict[str, str]:
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
     settings = request.app.state.settings
+    if is_draining():
+        return not_ready("shutdown", "draining")
     try:
         async with (
             asyncio.timeout(settings.ready_timeout),
