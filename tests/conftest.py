@@ -1,5 +1,7 @@
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -48,3 +50,31 @@ def postgres_url() -> str:
             pytrace=False,
         )
     return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def project_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Path]:
+    """A virtual environment with a rendered project's locked dependencies, once per project."""
+    cache: dict[Path, Path] = {}
+
+    def install(project: Path) -> Path:
+        if project not in cache:
+            venv = tmp_path_factory.mktemp("venv")
+            uv = [sys.executable, "-m", "uv"]
+            subprocess.run([*uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+            lock = project / "requirements-dev.lock"
+            source = (
+                ["--require-hashes", "-r", str(lock)]
+                if lock.is_file()
+                else ["-r", str(project / "pyproject.toml"), "--group", "dev"]
+            )
+            subprocess.run(
+                [*uv, "pip", "install", "-q", "--python", str(venv), *source],
+                cwd=project,
+                check=True,
+                timeout=600,
+            )
+            cache[project] = venv
+        return cache[project]
+
+    return install
