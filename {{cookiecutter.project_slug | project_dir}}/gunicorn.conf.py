@@ -5,6 +5,21 @@ preStop sleep (5 s) + GRACEFUL_TIMEOUT (20 s) + margin (5 s) = terminationGraceP
 """
 
 import os
+{%- if cookiecutter.framework == "django" %}
+
+from django.conf import settings
+
+from {{ cookiecutter.package_name }}.concurrency import worker_count
+
+# Read here only for settings.LOGGING: the master process does not start Django.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.package_name }}.settings")
+
+wsgi_app = "{{ cookiecutter.package_name }}.wsgi:application"
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+# Sync workers with threads: while one thread waits on the database, the others serve (README).
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+{%- else %}
 
 from {{ cookiecutter.package_name }}.concurrency import worker_count
 from {{ cookiecutter.package_name }}.logging_config import logging_dict_config
@@ -13,6 +28,7 @@ from {{ cookiecutter.package_name }}.settings import get_settings
 wsgi_app = "{{ cookiecutter.package_name }}.main:app"
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = "{{ cookiecutter.package_name }}.worker.DrainingUvicornWorker"
+{%- endif %}
 workers = worker_count()
 
 # Seconds a worker may stay silent before the master restarts it.
@@ -31,5 +47,9 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - tmpfs on purpose
 control_socket_disable = True
 
+{% if cookiecutter.framework == "django" -%}
+logconfig_dict = settings.LOGGING
+{% else -%}
 logconfig_dict = logging_dict_config(get_settings())
+{% endif -%}
 accesslog = None

@@ -22,12 +22,17 @@ DEPENDENCY_MODULES = frozenset(
         "alembic",
         "anyio",
         "asgi_correlation_id",
+        "asgiref",
         "asyncpg",
         "django",
         "django_structlog",
+        "environ",
         "fastapi",
         "gunicorn",
+        "httptools",
         "httpx",
+        "ipware",
+        "mako",
         "pydantic",
         "pydantic_settings",
         "pymongo",
@@ -36,15 +41,20 @@ DEPENDENCY_MODULES = frozenset(
         "pytest_asyncio",
         "pytest_django",
         "sqlalchemy",
+        "sqlparse",
         "starlette",
         "structlog",
         "uvicorn",
         "uvicorn_worker",
+        "uvloop",
         "whitenoise",
+        "yaml",
     }
 )
 # Names the project itself uses at its top level.
-RESERVED_PACKAGE_NAMES = frozenset({"tests", "test", "conftest", "migrations", "manage", "config"})
+RESERVED_PACKAGE_NAMES = frozenset(
+    {"tests", "test", "conftest", "migrations", "manage", "config", "k8s", "staticfiles"}
+)
 
 FREE_TEXT_FIELDS = ("project_name", "description", "author_name")
 

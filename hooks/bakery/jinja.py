@@ -27,6 +27,11 @@ def python_string(value: object) -> str:
     return repr(str(value))
 
 
+def dockerfile_string(value: object) -> str:
+    # A JSON string is a valid double-quoted Dockerfile word once `$` cannot start a variable.
+    return json.dumps(str(value), ensure_ascii=False).replace("$", "\\$")
+
+
 def markdown_text(value: object) -> str:
     """Escape the characters that would turn plain text into Markdown markup or HTML."""
     text = str(value)
@@ -55,6 +60,7 @@ class QuotingExtension(Extension):
         environment.filters["yaml_string"] = yaml_string
         environment.filters["python_string"] = python_string
         environment.filters["markdown_text"] = markdown_text
+        environment.filters["dockerfile_string"] = dockerfile_string
         environment.filters["project_dir"] = project_dir
         # The hooks import this package; cookiecutter's `_repo_dir` can be relative to a cwd
         # the hook scripts do not share, so hand them an absolute path.

@@ -3,15 +3,21 @@
 `os.cpu_count()` reports the node's cores, not the container's share: on a 64-core node a pod
 limited to 2 CPUs would start 64+ workers and be OOM-killed. The quota comes from cgroup v2
 `cpu.max` or cgroup v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`.
+
+The formula: WEB_CONCURRENCY when set; otherwise one worker per CPU of quota, rounded up, at
+least one (0.5 CPU -> 1, 1 -> 1, 1.5 -> 2, 2 -> 2, 4 -> 4). A worker is one process that keeps
+about one core busy (an event loop, or threads sharing one GIL), so more workers than cores only
+add context switches and memory (gunicorn's `2 * cores + 1` is for blocking sync workers).
+Without a quota the container's share is unknown: at most WORKERS_WITHOUT_QUOTA, fewer if fewer
+CPUs are usable.
 """
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# Without a quota (no CPU limit, or not in a container) we cannot know our share: stay modest and
-# let the deployment say how many it wants through WEB_CONCURRENCY.
 WORKERS_WITHOUT_QUOTA = 2
 
 
@@ -33,16 +39,21 @@ def cpu_quota(cgroup_root: Path = CGROUP_ROOT) -> float | None:
     return None
 
 
-def worker_count(environ: dict[str, str] | None = None, cgroup_root: Path = CGROUP_ROOT) -> int:
-    """WEB_CONCURRENCY if set, else one async worker per CPU of quota, rounded up.
+def usable_cpus() -> int:
+    """CPUs this process may run on; CPU affinity is Linux-only, so fall back elsewhere."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
-    Async (uvicorn) workers each keep a core busy on their own event loop, so more workers than
-    cores only adds context switches and memory; a fractional quota still needs one worker.
-    """
+
+def worker_count(environ: Mapping[str, str] | None = None, cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The number of gunicorn workers; see the module docstring for the formula."""
     environ = os.environ if environ is None else environ
     if configured := environ.get("WEB_CONCURRENCY"):
-        return max(1, int(configured))
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError(f"WEB_CONCURRENCY={configured!r} is invalid: must be an integer >= 1")
+        return int(configured)
     quota = cpu_quota(cgroup_root)
     if quota is None:
-        return min(WORKERS_WITHOUT_QUOTA, len(os.sched_getaffinity(0)))
+        return min(WORKERS_WITHOUT_QUOTA, usable_cpus())
     return max(1, math.ceil(quota))

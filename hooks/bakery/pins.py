@@ -1,0 +1,196 @@
+"""Dependency locks for the generated project: the pins the template's CI tested, or fresh ones.
+
+The template ships one pair of pip-compatible lock files with hashes per distinct dependency set
+in `pins/`; `pins/combinations.json` records the answers each pair serves (and, for the tests,
+every combination it was regenerated for). Copying a pair needs neither uv nor a network.
+`TEMPLATE_FRESH_LOCK=1` asks for the newest versions the project's ranges allow instead, resolved
+with uv. `tools/regenerate_pins.py` rebuilds `pins/` with the helpers at the end of this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+PINS_DIR = Path(__file__).resolve().parents[2] / "pins"
+INDEX_FILE = PINS_DIR / "combinations.json"
+RUNTIME_LOCK = "requirements.lock"
+DEV_LOCK = "requirements-dev.lock"
+LOCK_FILES = (RUNTIME_LOCK, DEV_LOCK)
+FRESH_VARIABLE = "TEMPLATE_FRESH_LOCK"
+REGENERATE_COMMAND = "python -m tools.regenerate_pins"
+NO_PINS = "the template ships no pinned dependencies"
+
+# The generated Makefile's `lock` target passes the same options (a test holds them together).
+# --python-version is the project's requires-python floor: a universal lock resolved for it
+# covers every newer Python on Linux and macOS. Without annotations and with a fixed header
+# command, the files never mention the project's name, so one pair serves every project.
+COMPILE_OPTIONS = (
+    "--universal",
+    "--generate-hashes",
+    "--python-version",
+    "3.11",
+    "--no-annotate",
+    "--custom-compile-command",
+    "make lock",
+    "--quiet",
+)
+
+
+class PinError(Exception):
+    """The project cannot be pinned; the message is one line for the person baking."""
+
+
+def fresh_requested(environ: Mapping[str, str]) -> bool:
+    value = environ.get(FRESH_VARIABLE, "").strip().lower()
+    if value in {"", "0", "false", "no"}:
+        return False
+    if value in {"1", "true", "yes"}:
+        return True
+    raise PinError(
+        f"{FRESH_VARIABLE}={value!r} is invalid: set it to 1 to resolve the newest versions"
+        " with uv, or leave it unset for the versions the template's CI tested"
+    )
+
+
+def combination_key(answers: Mapping[str, object], options: Iterable[str]) -> str:
+    return " ".join(f"{option}={answers.get(option)}" for option in options)
+
+
+def shipped_lock_set(answers: Mapping[str, object]) -> Path:
+    """The directory holding the tested lock pair whose options match these answers.
+
+    Options that never change the dependencies (python_version: the locks are universal) name
+    no lock set, so answers to them are not looked at.
+    """
+    try:
+        index = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PinError(f"{NO_PINS} ({INDEX_FILE} is missing)") from None
+    lock_sets = index["lock_sets"]
+    matches = [
+        name
+        for name, lock_set in lock_sets.items()
+        if all(answers.get(option) == value for option, value in lock_set["options"].items())
+    ]
+    if len(matches) != 1:
+        naming = dict.fromkeys(
+            option for lock_set in lock_sets.values() for option in lock_set["options"]
+        )
+        raise PinError(
+            f"{NO_PINS} for {combination_key(answers, naming)}; its maintainers add them with"
+            f" `{REGENERATE_COMMAND}`, or set {FRESH_VARIABLE}=1 to resolve them now with uv"
+        )
+    return PINS_DIR / matches[0]
+
+
+def copy_shipped(project: Path, answers: Mapping[str, object]) -> str:
+    lock_set = shipped_lock_set(answers)
+    for lock in LOCK_FILES:
+        shutil.copyfile(lock_set / lock, project / lock)
+    return (
+        f"pinned: {RUNTIME_LOCK} and {DEV_LOCK} hold the versions the template's CI tested"
+        f" ({lock_set.name}); {FRESH_VARIABLE}=1 resolves the newest instead"
+    )
+
+
+def find_uv() -> str:
+    try:
+        # The uv wheel installed next to this Python (the template's own pinned tool) comes first.
+        from uv import find_uv_bin
+    except ImportError:
+        found = shutil.which("uv")
+        if found is None:
+            raise PinError(
+                f"{FRESH_VARIABLE}=1 needs uv on PATH; install uv, or leave {FRESH_VARIABLE}"
+                " unset for the versions the template's CI tested"
+            ) from None
+        return found
+    return find_uv_bin()
+
+
+def resolve(project: Path, *, upgrade: bool) -> None:
+    """What `make lock` does in the generated project; `upgrade` moves every pin to the newest.
+
+    Without `upgrade`, uv keeps the pins already in the lock files wherever they still fit.
+    """
+    command = [find_uv(), "pip", "compile", "pyproject.toml", *COMPILE_OPTIONS]
+    if upgrade:
+        command.append("--upgrade")
+    run_uv([*command, "--group", "dev", "--output-file", DEV_LOCK], project)
+    # The runtime lock is held to the dev lock, so both agree on every package they share.
+    run_uv([*command, "--constraints", DEV_LOCK, "--output-file", RUNTIME_LOCK], project)
+
+
+def run_uv(command: list[str], project: Path) -> None:
+    # The command is uv with the fixed options above; nothing in it comes from the answers.
+    result = subprocess.run(  # noqa: S603
+        command, cwd=project, capture_output=True, text=True, timeout=600, check=False
+    )
+    if result.returncode != 0:
+        reason = " ".join(result.stderr.split()).removeprefix("error: ")
+        raise PinError(f"uv could not resolve pyproject.toml: {reason or result.returncode}")
+
+
+def write_locks(
+    project: Path, answers: Mapping[str, object], environ: Mapping[str, str] = os.environ
+) -> str:
+    """Write both lock files into the project; returns one line saying how they were made."""
+    if fresh_requested(environ):
+        resolve(project, upgrade=True)
+        return (
+            f"pinned: {RUNTIME_LOCK} and {DEV_LOCK} were resolved just now by uv to the newest"
+            f" versions pyproject.toml allows ({FRESH_VARIABLE}=1); the template's CI did not"
+            " test this set"
+        )
+    return copy_shipped(project, answers)
+
+
+def dependency_inputs(pyproject: Mapping[str, object]) -> dict[str, object]:
+    """The parts of a parsed pyproject.toml that decide what the locks must contain."""
+    project = pyproject["project"]
+    groups = pyproject.get("dependency-groups", {})
+    return {
+        "requires-python": project.get("requires-python", ""),
+        "dependencies": list(project.get("dependencies", [])),
+        "dev": list(groups.get("dev", [])),
+    }
+
+
+def naming_options(
+    inputs_by_combination: list[tuple[dict[str, str], str]], options: list[str]
+) -> list[str]:
+    """The options whose answers decide the dependency set, in `options` order.
+
+    `inputs_by_combination` pairs each combination's answers with a key of its dependency
+    inputs. An option with several values that never changes the inputs (python_version, as the
+    locks are universal) is left out; a single-valued one stays, to keep lock set names telling.
+    """
+    naming = [
+        option
+        for option in options
+        if len({answers[option] for answers, _ in inputs_by_combination}) == 1
+        or changes_inputs(option, inputs_by_combination)
+    ]
+    inputs_by_naming: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for answers, inputs in inputs_by_combination:
+        inputs_by_naming[tuple(answers[option] for option in naming)].add(inputs)
+    # Reachable only when refused combinations hide an option's effect: fail rather than mix sets.
+    clashes = sorted("-".join(key) for key, inputs in inputs_by_naming.items() if len(inputs) > 1)
+    if clashes:
+        raise PinError(f"lock sets {clashes} would each mix several dependency sets")
+    return naming
+
+
+def changes_inputs(option: str, inputs_by_combination: list[tuple[dict[str, str], str]]) -> bool:
+    """Whether two combinations that differ only in `option` have different dependency inputs."""
+    inputs_by_rest: dict[tuple[tuple[str, str], ...], set[str]] = defaultdict(set)
+    for answers, inputs in inputs_by_combination:
+        rest = tuple(sorted((name, value) for name, value in answers.items() if name != option))
+        inputs_by_rest[rest].add(inputs)
+    return any(len(inputs) > 1 for inputs in inputs_by_rest.values())

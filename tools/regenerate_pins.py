@@ -1,0 +1,118 @@
+"""Regenerate the pinned dependencies the template ships in `pins/`, for every combination.
+
+    python -m tools.regenerate_pins            # keep each pin that still fits the ranges
+    python -m tools.regenerate_pins --upgrade  # move every pin to the newest version allowed
+
+Bakes each combination of cookiecutter.json's choices as a user would (combinations the
+pre-generation hook refuses are skipped), groups them by the dependencies their pyproject.toml
+declares, and resolves one lock pair per group with uv. Needs uv and the package index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hooks"))
+
+from bakery import pins
+
+from tests.template import all_combinations, bake_in_subprocess, choice_options
+
+REFUSED = "pre_gen_project hook script didn't exit successfully"
+
+
+def bake(output: Path, answers: dict[str, str], *, fresh: bool) -> Path | None:
+    """The baked project, or None when the pre-generation hook refuses the combination."""
+    os.environ[pins.FRESH_VARIABLE] = "1" if fresh else "0"
+    result = bake_in_subprocess(output, **answers)
+    if result.returncode == 0:
+        (project,) = output.iterdir()
+        return project
+    if REFUSED in result.stderr:
+        return None
+    if not fresh and f"error: {pins.NO_PINS}" in result.stderr:
+        # A dependency set the pins do not cover yet: bake it with freshly resolved locks.
+        shutil.rmtree(output, ignore_errors=True)
+        return bake(output, answers, fresh=True)
+    raise SystemExit(f"error: baking {answers} failed:\n{result.stdout}{result.stderr}")
+
+
+def regenerate(*, upgrade: bool) -> None:
+    options = list(choice_options())
+    with tempfile.TemporaryDirectory(prefix="regenerate-pins-") as scratch_name:
+        scratch = Path(scratch_name)
+        baked: list[tuple[dict[str, str], Path]] = []
+        for number, answers in enumerate(all_combinations()):
+            project = bake(scratch / str(number), answers, fresh=False)
+            if project is None:
+                print(f"skipped, refused by the pre-generation hook: {answers}")
+            else:
+                baked.append((answers, project))
+
+        inputs: dict[str, dict[str, object]] = {}
+        keyed: list[tuple[dict[str, str], str]] = []
+        for answers, project in baked:
+            pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+            declared = pins.dependency_inputs(pyproject)
+            inputs_key = json.dumps(declared, sort_keys=True)
+            inputs[inputs_key] = declared
+            keyed.append((answers, inputs_key))
+        naming = pins.naming_options(keyed, options)
+
+        new_pins = scratch / "pins"
+        new_pins.mkdir()
+        combinations: dict[str, str] = {}
+        lock_sets: dict[str, dict[str, object]] = {}
+        for (answers, project), (_, inputs_key) in zip(baked, keyed, strict=True):
+            name = "-".join(answers[option] for option in naming) or "default"
+            combinations[pins.combination_key(answers, options)] = name
+            if name in lock_sets:
+                continue
+            # The bake left the previous pins (or fresh ones, for a new set) in the project:
+            # without --upgrade uv keeps every one that still fits.
+            pins.resolve(project, upgrade=upgrade)
+            (new_pins / name).mkdir()
+            for lock in pins.LOCK_FILES:
+                shutil.copyfile(project / lock, new_pins / name / lock)
+            lock_sets[name] = {
+                "options": {option: answers[option] for option in naming},
+                "inputs": inputs[inputs_key],
+            }
+
+        index = {
+            "regenerate": pins.REGENERATE_COMMAND,
+            "lock_sets": lock_sets,
+            # Every combination the template accepted; the tests check each against its set.
+            "options": options,
+            "combinations": combinations,
+        }
+        (new_pins / pins.INDEX_FILE.name).write_text(json.dumps(index, indent=2) + "\n")
+        shutil.rmtree(pins.PINS_DIR, ignore_errors=True)
+        shutil.copytree(new_pins, pins.PINS_DIR)
+    for name in lock_sets:
+        count = sum(value == name for value in combinations.values())
+        print(f"pins/{name}: {count} combinations")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="move every pin to the newest version the ranges allow (default: keep those that fit)",
+    )
+    try:
+        regenerate(upgrade=parser.parse_args(argv).upgrade)
+    except pins.PinError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,453 @@
+"""What schemas cannot see: checks across the resources of one built overlay.
+
+Each check takes the overlay's resources and yields a Finding for every mistake: selectors that
+match no pods, dangling references, ports that do not exist, an autoscaler and a disruption
+budget that disagree, a termination budget that does not add up, pods that do not run as the
+image's user. `k8s/validate.py` runs them all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+# Seconds gunicorn's master needs after its workers' graceful timeout to exit on its own.
+MIN_TERMINATION_MARGIN = 1
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+PDB = "PodDisruptionBudget"
+PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
+REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+VOLUME_SOURCES = (("configMap", "ConfigMap", "name"), ("secret", "Secret", "secretName"))
+# kustomize appends a content hash to generated ConfigMap and Secret names (no vowels, no 0, 1, 3).
+GENERATED_NAME_SUFFIX = re.compile(r"-[bcdfghjklmnpqrstvwxz2456789]{10}$")
+
+
+class Finding(NamedTuple):
+    """What a check found wrong, and in which built resource."""
+
+    resource: dict
+    message: str
+
+
+def ref(resource: dict) -> str:
+    return f"{resource.get('kind')}/{resource.get('metadata', {}).get('name')}"
+
+
+def pod_spec(resource: dict) -> dict | None:
+    if resource.get("kind") in WORKLOAD_KINDS:
+        return resource.get("spec", {}).get("template", {}).get("spec", {})
+    return None
+
+
+def pod_labels(resource: dict) -> dict:
+    return resource["spec"].get("template", {}).get("metadata", {}).get("labels", {})
+
+
+def containers(resource: dict, init: bool = True) -> list[dict]:
+    spec = pod_spec(resource) or {}
+    return (spec.get("initContainers", []) if init else []) + spec.get("containers", [])
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    """Kubernetes label-selector semantics; an absent selector selects nothing here."""
+    if not selector:
+        return False
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, values = expression["key"], expression.get("values", [])
+        matched = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[expression["operator"]]
+        if not matched:
+            return False
+    return True
+
+
+class Manifests:
+    """One overlay's resources, with the look-ups the checks share."""
+
+    def __init__(self, resources: list[dict], project: Path) -> None:
+        self.resources = resources
+        self.project = project  # for the Dockerfile and gunicorn.conf.py beside the manifests
+        self.workloads = [r for r in resources if r.get("kind") in WORKLOAD_KINDS]
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [r for r in self.resources if r.get("kind") == kind]
+
+    def find(self, kind: str, name: str, namespace: str | None) -> dict | None:
+        for resource in self.of_kind(kind):
+            metadata = resource.get("metadata", {})
+            if metadata.get("name") == name and metadata.get("namespace") == namespace:
+                return resource
+        return None
+
+    def selected(self, selector: dict | None, namespace: str | None) -> list[dict]:
+        return [
+            w
+            for w in self.workloads
+            if w["metadata"].get("namespace") == namespace and selects(selector, pod_labels(w))
+        ]
+
+    def autoscaler_of(self, workload: dict) -> dict | None:
+        for hpa in self.of_kind("HorizontalPodAutoscaler"):
+            target = hpa.get("spec", {}).get("scaleTargetRef", {})
+            if (target.get("kind"), target.get("name")) == (
+                workload["kind"],
+                workload["metadata"]["name"],
+            ) and hpa["metadata"].get("namespace") == workload["metadata"].get("namespace"):
+                return hpa
+        return None
+
+
+CheckResult = Iterator[Finding]
+
+
+def check_selectors(manifests: Manifests) -> CheckResult:
+    for workload in manifests.workloads:
+        labels = pod_labels(workload)
+        if not selects(workload["spec"].get("selector"), labels):
+            yield Finding(workload, "spec.selector does not match the pod template's labels")
+        spec = pod_spec(workload)
+        for index, constraint in enumerate(spec.get("topologySpreadConstraints", [])):
+            if not selects(constraint.get("labelSelector"), labels):
+                yield Finding(
+                    workload, f"topologySpreadConstraints[{index}] does not select its own pods"
+                )
+        anti_affinity = spec.get("affinity", {}).get("podAntiAffinity", {})
+        terms = [t["podAffinityTerm"] for t in anti_affinity.get(PREFERRED, [])]
+        for term in terms + anti_affinity.get(REQUIRED, []):
+            if not selects(term.get("labelSelector"), labels):
+                yield Finding(
+                    workload, "podAntiAffinity does not select its own pods: it spreads nothing"
+                )
+    selectors = [(s, {"matchLabels": s["spec"].get("selector")}) for s in services(manifests)]
+    selectors += [(p, p["spec"].get("selector")) for p in manifests.of_kind(PDB)]
+    selectors += [(n, n["spec"].get("podSelector")) for n in manifests.of_kind("NetworkPolicy")]
+    for resource, selector in selectors:
+        if not manifests.selected(selector, resource["metadata"].get("namespace")):
+            yield Finding(resource, f"selector {selector_text(selector)} matches no pod template")
+
+
+def services(manifests: Manifests) -> list[dict]:
+    return [s for s in manifests.of_kind("Service") if s.get("spec", {}).get("selector")]
+
+
+def selector_text(selector: dict | None) -> str:
+    labels = (selector or {}).get("matchLabels", {})
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"
+
+
+def check_autoscaling(manifests: Manifests) -> CheckResult:
+    for hpa in manifests.of_kind("HorizontalPodAutoscaler"):
+        spec = hpa.get("spec", {})
+        target = spec.get("scaleTargetRef", {})
+        workload = manifests.find(
+            target.get("kind"), target.get("name"), hpa["metadata"].get("namespace")
+        )
+        if workload is None:
+            yield Finding(
+                hpa,
+                f"scaleTargetRef {target.get('kind')}/{target.get('name')} is not in the manifests",
+            )
+        elif "replicas" in workload["spec"]:
+            yield Finding(
+                workload,
+                f"sets replicas although {ref(hpa)} scales it: every apply would reset the count",
+            )
+        if spec.get("minReplicas", 1) < 2:
+            yield Finding(
+                hpa,
+                f"minReplicas is {spec.get('minReplicas', 1)}: a single pod cannot be drained or"
+                " restarted without downtime",
+            )
+
+
+def allowed_disruptions(pdb: dict, replicas: int) -> int:
+    spec = pdb["spec"]
+
+    def count(value: int | str) -> int:
+        if isinstance(value, str) and value.endswith("%"):
+            return math.ceil(replicas * int(value[:-1]) / 100)
+        return int(value)
+
+    if "maxUnavailable" in spec:
+        return min(replicas, count(spec["maxUnavailable"]))
+    return max(0, replicas - count(spec.get("minAvailable", 1)))
+
+
+def check_disruption_budget(manifests: Manifests) -> CheckResult:
+    budgets = manifests.of_kind(PDB)
+    for workload in manifests.workloads:
+        namespace = workload["metadata"].get("namespace")
+        covering = [
+            b
+            for b in budgets
+            if b["metadata"].get("namespace") == namespace
+            and selects(b["spec"].get("selector"), pod_labels(workload))
+        ]
+        if not covering:
+            yield Finding(workload, "no PodDisruptionBudget selects its pods")
+        hpa = manifests.autoscaler_of(workload)
+        replicas = hpa["spec"].get("minReplicas", 1) if hpa else workload["spec"].get("replicas", 1)
+        for budget in covering:
+            if allowed_disruptions(budget, replicas) < 1:
+                yield Finding(
+                    budget,
+                    f"allows no eviction at {replicas} pod(s), the minimum of {ref(workload)}:"
+                    " node drains would hang",
+                )
+    for budget in budgets:
+        if "unhealthyPodEvictionPolicy" not in budget["spec"]:
+            yield Finding(
+                budget,
+                "unhealthyPodEvictionPolicy is not set: pods that are not ready could block"
+                " drains (set AlwaysAllow)",
+            )
+
+
+def port_names_and_numbers(container: dict) -> set:
+    ports = container.get("ports", [])
+    return {p.get("name") for p in ports if p.get("name")} | {p["containerPort"] for p in ports}
+
+
+def check_ports(manifests: Manifests) -> CheckResult:
+    for workload in manifests.workloads:
+        for container in containers(workload):
+            known = port_names_and_numbers(container)
+            for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
+                probe = container.get(probe_name, {})
+                for handler in ("httpGet", "tcpSocket", "grpc"):
+                    port = probe.get(handler, {}).get("port")
+                    if port is not None and port not in known:
+                        yield Finding(
+                            workload,
+                            f"container {container['name']}: {probe_name} port {port!r} is not"
+                            " a port of the container",
+                        )
+    for service in services(manifests):
+        namespace = service["metadata"].get("namespace")
+        for workload in manifests.selected({"matchLabels": service["spec"]["selector"]}, namespace):
+            known = set().union(*(port_names_and_numbers(c) for c in containers(workload, False)))
+            for port in service["spec"].get("ports", []):
+                target = port.get("targetPort", port.get("port"))
+                if target not in known:
+                    yield Finding(
+                        service,
+                        f"targetPort {target!r} is not a port of {ref(workload)}'s containers",
+                    )
+    for policy in manifests.of_kind("NetworkPolicy"):
+        namespace = policy["metadata"].get("namespace")
+        for workload in manifests.selected(policy["spec"].get("podSelector"), namespace):
+            known = set().union(*(port_names_and_numbers(c) for c in containers(workload, False)))
+            for rule in policy["spec"].get("ingress", []):
+                for port in rule.get("ports", []):
+                    if port.get("port") is not None and port["port"] not in known:
+                        yield Finding(
+                            policy,
+                            f"ingress port {port['port']!r} is not a port of {ref(workload)}'s"
+                            " containers",
+                        )
+    for ingress in manifests.of_kind("Ingress"):
+        yield from ingress_backend_problems(manifests, ingress)
+
+
+def ingress_backend_problems(manifests: Manifests, ingress: dict) -> CheckResult:
+    namespace = ingress["metadata"].get("namespace")
+    backends = [ingress["spec"].get("defaultBackend")]
+    for rule in ingress["spec"].get("rules", []):
+        backends += [path.get("backend") for path in rule.get("http", {}).get("paths", [])]
+    for backend in filter(None, backends):
+        target = backend.get("service", {})
+        service = manifests.find("Service", target.get("name"), namespace)
+        if service is None:
+            yield Finding(ingress, f"backend Service/{target.get('name')} is not in the manifests")
+            continue
+        wanted = target.get("port", {})
+        ports = service["spec"].get("ports", [])
+        if not any(
+            wanted.get("name", p.get("name")) == p.get("name")
+            and wanted.get("number", p["port"]) == p["port"]
+            for p in ports
+        ):
+            port = wanted.get("name", wanted.get("number"))
+            yield Finding(ingress, f"backend port {port!r} is not a port of {ref(service)}")
+
+
+def references(workload: dict) -> Iterator[tuple[str, str, str, str | None]]:
+    """(where, kind, name, key) for every required object the pods refer to."""
+    spec = pod_spec(workload)
+    if account := spec.get("serviceAccountName"):
+        yield "serviceAccountName", "ServiceAccount", account, None
+    for volume in spec.get("volumes", []):
+        for field_name, kind, name_field in VOLUME_SOURCES:
+            source = volume.get(field_name)
+            if source and not source.get("optional"):
+                yield f"volume {volume['name']}", kind, source[name_field], None
+    for container in containers(workload):
+        where = f"container {container['name']}"
+        for source in container.get("envFrom", []):
+            for field_name, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+                reference = source.get(field_name)
+                if reference and not reference.get("optional"):
+                    yield f"{where}: envFrom", kind, reference["name"], None
+        for variable in container.get("env", []):
+            for field_name, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                reference = variable.get("valueFrom", {}).get(field_name)
+                if reference and not reference.get("optional"):
+                    name, key = reference["name"], reference["key"]
+                    yield f"{where}: env {variable['name']}", kind, name, key
+
+
+def check_references(manifests: Manifests) -> CheckResult:
+    for workload in manifests.workloads:
+        namespace = workload["metadata"].get("namespace")
+        for where, kind, name, key in references(workload):
+            target = manifests.find(kind, name, namespace)
+            name = GENERATED_NAME_SUFFIX.sub("", name)  # as written in the sources
+            if target is None:
+                yield Finding(workload, f"{where}: {kind} {name!r} is not in the manifests")
+            elif key is not None and key not in {
+                **target.get("data", {}),
+                **target.get("stringData", {}),
+            }:
+                yield Finding(workload, f"{where}: {kind} {name!r} has no key {key!r}")
+
+
+def environment_value(
+    manifests: Manifests, workload: dict, container: dict, name: str
+) -> str | None:
+    namespace = workload["metadata"].get("namespace")
+    for variable in container.get("env", []):
+        if variable["name"] == name:
+            if "value" in variable:
+                return variable["value"]
+            reference = variable.get("valueFrom", {}).get("configMapKeyRef")
+            config = reference and manifests.find("ConfigMap", reference["name"], namespace)
+            return (config or {}).get("data", {}).get(reference["key"]) if reference else None
+    for source in reversed(container.get("envFrom", [])):
+        reference = source.get("configMapRef")
+        config = reference and manifests.find("ConfigMap", reference["name"], namespace)
+        if config and name in config.get("data", {}):
+            return config["data"][name]
+    return None
+
+
+def gunicorn_default_graceful_timeout(project: Path) -> int:
+    """The default in gunicorn.conf.py, or gunicorn's own (30 s) without one."""
+    config = project / "gunicorn.conf.py"
+    if config.is_file():
+        found = re.search(r"GRACEFUL_TIMEOUT\"?,\s*\"(\d+)\"", config.read_text())
+        if found:
+            return int(found.group(1))
+    return 30
+
+
+def check_termination_budget(manifests: Manifests) -> CheckResult:
+    for workload in manifests.workloads:
+        grace = pod_spec(workload).get("terminationGracePeriodSeconds", 30)
+        for container in containers(workload, init=False):
+            pre_stop = container.get("lifecycle", {}).get("preStop", {})
+            sleep = pre_stop.get("sleep", {}).get("seconds", 0)
+            value = environment_value(manifests, workload, container, "GRACEFUL_TIMEOUT")
+            graceful = (
+                int(float(value)) if value else gunicorn_default_graceful_timeout(manifests.project)
+            )
+            if sleep + graceful + MIN_TERMINATION_MARGIN > grace:
+                yield Finding(
+                    workload,
+                    f"container {container['name']}: termination budget does not hold: preStop"
+                    f" sleep {sleep} s + GRACEFUL_TIMEOUT {graceful} s + a margin of at least"
+                    f" {MIN_TERMINATION_MARGIN} s exceeds terminationGracePeriodSeconds {grace} s",
+                )
+
+
+def image_user(dockerfile: Path) -> tuple[str | None, str | None] | str:
+    """The final stage's numeric (uid, gid), or a sentence saying why there is none."""
+    user = None
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        instruction, _, argument = line.strip().partition(" ")
+        if instruction.upper() == "FROM":
+            user = None
+        elif instruction.upper() == "USER":
+            user = argument.strip()
+    if user is None:
+        return "the Dockerfile's final stage sets no USER, so the image runs as root"
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        return f"the Dockerfile's USER {user} is not numeric, so runAsNonRoot cannot verify it"
+    return uid, gid or None
+
+
+def check_image_user(manifests: Manifests) -> CheckResult:
+    dockerfile = manifests.project / "Dockerfile"
+    if not dockerfile.is_file():
+        return
+    user = image_user(dockerfile)
+    for workload in manifests.workloads:
+        if isinstance(user, str):
+            yield Finding(workload, user)
+            continue
+        pod_context = pod_spec(workload).get("securityContext", {})
+        for container in containers(workload):
+            context = {**pod_context, **container.get("securityContext", {})}
+            for field_name, expected in zip(("runAsUser", "runAsGroup"), user, strict=True):
+                actual = context.get(field_name)
+                if expected is not None and str(actual) != expected:
+                    yield Finding(
+                        workload,
+                        f"container {container['name']}: {field_name} {actual} does not match the"
+                        f" image's USER {':'.join(filter(None, user))} (Dockerfile)",
+                    )
+
+
+def check_init_containers(manifests: Manifests) -> CheckResult:
+    for workload in manifests.workloads:
+        spec = pod_spec(workload)
+        app = spec.get("containers", [{}])[0]
+        for init in spec.get("initContainers", []):
+            for field_name in ("image", "securityContext", "resources"):
+                if init.get(field_name) != app.get(field_name):
+                    yield Finding(
+                        workload,
+                        f"initContainer {init['name']}: {field_name} differs from container"
+                        f" {app.get('name')}'s; it runs the same code, so it needs the same",
+                    )
+
+
+def check_probes(manifests: Manifests) -> CheckResult:
+    for workload in manifests.workloads:
+        for container in containers(workload, init=False):
+            where = f"container {container['name']}"
+            liveness, readiness = container.get("livenessProbe"), container.get("readinessProbe")
+            if not liveness or not readiness:
+                yield Finding(workload, f"{where}: needs both a livenessProbe and a readinessProbe")
+            elif liveness == readiness or (
+                liveness.get("httpGet", {}).get("path")
+                == readiness.get("httpGet", {}).get("path")
+                is not None
+            ):
+                yield Finding(
+                    workload,
+                    f"{where}: livenessProbe and readinessProbe check the same thing: a failing"
+                    " dependency would restart every pod",
+                )
+
+
+CHECKS: tuple[Callable[[Manifests], CheckResult], ...] = (
+    check_selectors,
+    check_autoscaling,
+    check_disruption_budget,
+    check_ports,
+    check_references,
+    check_termination_budget,
+    check_image_user,
+    check_init_containers,
+    check_probes,
+)

@@ -1,0 +1,36 @@
+"""Validation of the API's input, with Django's own forms."""
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from {{ cookiecutter.package_name }}.items.models import Item
+
+# PostgreSQL's OFFSET is a bigint: larger values are a 400, not a database error.
+MAX_OFFSET = 2**63 - 1
+
+
+class ItemForm(forms.ModelForm):
+    class Meta:
+        model = Item
+        fields = ["name", "description"]
+
+    def clean(self) -> dict[str, Any]:
+        # A misspelt field would otherwise be ignored without a word.
+        unknown = sorted(set(self.data) - set(self.fields))
+        if unknown:
+            fields = ", ".join(unknown)
+            raise ValidationError("Unknown fields: %(fields)s", params={"fields": fields})
+        return super().clean()
+
+
+class PageForm(forms.Form):
+    limit = forms.IntegerField(min_value=1, max_value=100, required=False)
+    offset = forms.IntegerField(min_value=0, max_value=MAX_OFFSET, required=False)
+
+    def clean_limit(self) -> int:
+        return self.cleaned_data["limit"] or 20
+
+    def clean_offset(self) -> int:
+        return self.cleaned_data["offset"] or 0
