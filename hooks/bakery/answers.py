@@ -58,6 +58,11 @@ RESERVED_PACKAGE_NAMES = frozenset(
 
 FREE_TEXT_FIELDS = ("project_name", "description", "author_name")
 
+# The native preStop `sleep` action is on by default from 1.30; kubernetes-validate bundles
+# schemas up to 1.37.
+KUBERNETES_MINORS = range(30, 38)
+KUBERNETES_VERSION_PATTERN = re.compile(r"1\.(\d+)")
+
 
 class InvalidAnswer(ValueError):
     def __init__(self, field: str, value: object, rule: str) -> None:
@@ -102,6 +107,11 @@ def validate(answers: Mapping[str, object], supported: Mapping[str, object] | No
         raise InvalidAnswer("project_slug", answers["project_slug"], rule)
     for rule in package_problems(str(answers["package_name"])):
         raise InvalidAnswer("package_name", answers["package_name"], rule)
+    version = str(answers["kubernetes_version"])
+    match = KUBERNETES_VERSION_PATTERN.fullmatch(version)
+    if not match or int(match.group(1)) not in KUBERNETES_MINORS:
+        supported = f"1.{KUBERNETES_MINORS[0]} to 1.{KUBERNETES_MINORS[-1]}"
+        raise InvalidAnswer("kubernetes_version", version, f"must be a release from {supported}")
     email = str(answers["author_email"])
     if not EMAIL_PATTERN.fullmatch(email):
         raise InvalidAnswer("author_email", email, "must look like name@example.com")
