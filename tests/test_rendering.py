@@ -5,7 +5,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.template import leftovers
+from tests.template import leftovers, text_files
 
 
 def ruff(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -46,8 +46,8 @@ def test_default_bake_has_no_blank_line_runs(default_project: Path) -> None:
     """Jinja whitespace mistakes show up as three or more blank lines in a row."""
     offenders = [
         str(path.relative_to(default_project))
-        for path in default_project.rglob("*")
-        if path.is_file() and "\n\n\n\n" in path.read_text(encoding="utf-8", errors="ignore")
+        for path in text_files(default_project)
+        if "\n\n\n\n" in path.read_text(encoding="utf-8")
     ]
     assert offenders == []
 
