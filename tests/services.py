@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -79,6 +80,14 @@ def migrate_command(project: Path) -> list[str]:
                 if container["name"] == "migrate":
                     return [*container.get("command", []), *container.get("args", [])]
     raise AssertionError(f"no 'migrate' initContainer in {project / 'k8s'}")
+
+
+def pod_environment(framework: str) -> dict[str, str]:
+    """What the Deployment gives every pod besides DATABASE_URL, with loopback host names."""
+    env = {"ENVIRONMENT": "production", "LOG_FORMAT": "json"}
+    if framework == "django":
+        env |= {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    return env
 
 
 def in_venv(venv: Path, command: list[str]) -> list[str]:
@@ -152,6 +161,16 @@ class Service:
 
     def status(self, path: str) -> int:
         return self.request("GET", path)[0]
+
+    def get(self, path: str) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """Status, headers and body of one GET on a connection of its own."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.headers, response.read()
+        finally:
+            conn.close()
 
     def worker_pids(self) -> set[int]:
         assert self.process is not None

@@ -14,6 +14,8 @@ TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 COOKIECUTTER_JSON = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
 sys.path.insert(0, str(TEMPLATE_ROOT / "hooks"))
 
+from bakery.answers import combination_problems  # noqa: E402 - needs the path above
+
 # Text the rendered project must never contain: unrendered Jinja or cookiecutter variables.
 LEFTOVER_MARKERS = ("{{", "{%", "cookiecutter.")
 # GitHub Actions expressions, `${{ github.sha }}`, are meant to be in the rendered workflows.
@@ -37,6 +39,20 @@ def all_combinations() -> Iterator[dict[str, str]]:
     options = choice_options()
     for values in itertools.product(*options.values()):
         yield dict(zip(options, values, strict=True))
+
+
+def refusal(answers: Mapping[str, str]) -> str | None:
+    """Why the pre-generation hook refuses this combination, or None when it is supported."""
+    problem = next(combination_problems(answers), None)
+    return None if problem is None else str(problem)
+
+
+def supported_combinations() -> list[dict[str, str]]:
+    return [answers for answers in all_combinations() if refusal(answers) is None]
+
+
+def unsupported_combinations() -> list[dict[str, str]]:
+    return [answers for answers in all_combinations() if refusal(answers) is not None]
 
 
 def bake_in_subprocess(output_dir: Path, **answers: str) -> subprocess.CompletedProcess[str]:

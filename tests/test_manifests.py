@@ -23,9 +23,9 @@ from kubernetes_validate.utils import latest_version
 from tests.template import (
     COOKIECUTTER_JSON,
     TEMPLATE_ROOT,
-    all_combinations,
     bake_in_subprocess,
     choice_options,
+    supported_combinations,
 )
 
 K8S_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug | project_dir}}" / "k8s"
@@ -50,7 +50,7 @@ def manifest_options() -> list[str]:
 
 def manifest_combinations() -> list[dict[str, str]]:
     """Every distinct set of manifests the template can render."""
-    unique = {tuple(c[o] for o in manifest_options()): c for c in all_combinations()}
+    unique = {tuple(c[o] for o in manifest_options()): c for c in supported_combinations()}
     return [dict(zip(manifest_options(), key, strict=True)) for key in unique]
 
 
@@ -228,44 +228,91 @@ def test_worker_count_follows_the_cpu_limit(built: Callable) -> None:
     assert app["resources"]["limits"]["cpu"] == "1"
 
 
+def database_pairs() -> list[dict[str, str]]:
+    """Each supported framework and database."""
+    unique = dict.fromkeys((c["framework"], c["database"]) for c in supported_combinations())
+    return [{"framework": framework, "database": database} for framework, database in unique]
+
+
+def pair_id(answers: dict[str, str]) -> str:
+    return f"{answers['framework']}-{answers['database']}"
+
+
+# The initContainer's command per framework and database; none without a database.
 MIGRATE_COMMANDS = {
-    "fastapi": ["python", "-m", "orders_service.migrate"],
-    "django": ["python", "manage.py", "migrate_locked"],
+    ("fastapi", "postgresql"): ["python", "-m", "orders_service.migrate"],
+    ("fastapi", "mongodb"): ["python", "-m", "orders_service.migrate"],
+    ("fastapi", "none"): None,
+    ("django", "postgresql"): ["python", "manage.py", "migrate_locked"],
+    ("django", "none"): None,
 }
 
 
-@pytest.mark.parametrize("framework", choice_options()["framework"])
+@pytest.mark.parametrize("answers", database_pairs(), ids=pair_id)
 def test_migrations_run_once_per_pod_in_an_init_container_like_the_app(
-    built: Callable, framework: str
+    built: Callable, answers: dict[str, str]
 ) -> None:
-    pod = only(built("dev", framework=framework), "Deployment")["spec"]["template"]["spec"]
-    [migrate] = pod["initContainers"]
+    pod = only(built("dev", **answers), "Deployment")["spec"]["template"]["spec"]
     [app] = pod["containers"]
+    command = MIGRATE_COMMANDS[answers["framework"], answers["database"]]
+    if command is None:
+        assert "initContainers" not in pod
+        return
+    [migrate] = pod["initContainers"]
     assert migrate["name"] == "migrate"
-    assert migrate["command"] == MIGRATE_COMMANDS[framework]
+    assert migrate["command"] == command
     for field in ("image", "securityContext", "resources", "envFrom"):
         assert migrate[field] == app[field]
 
 
-SECRET_SETTINGS = {"fastapi": {"DATABASE_URL"}, "django": {"DATABASE_URL", "SECRET_KEY"}}
+SECRET_SETTINGS = {
+    ("fastapi", "postgresql"): {"DATABASE_URL"},
+    ("fastapi", "mongodb"): {"MONGODB_URL"},
+    ("fastapi", "none"): set(),
+    ("django", "postgresql"): {"DATABASE_URL", "SECRET_KEY"},
+    ("django", "none"): {"SECRET_KEY"},
+}
 
 
-@pytest.mark.parametrize("framework", choice_options()["framework"])
+@pytest.mark.parametrize("answers", database_pairs(), ids=pair_id)
 def test_secret_settings_reach_both_containers_from_the_generated_secret(
-    built: Callable, framework: str
+    built: Callable, answers: dict[str, str]
 ) -> None:
-    resources = built("prod", framework=framework)
-    secret = only(resources, "Secret")
+    resources = built("prod", **answers)
+    expected = SECRET_SETTINGS[answers["framework"], answers["database"]]
     pod = only(resources, "Deployment")["spec"]["template"]["spec"]
-    assert set(secret["data"]) == SECRET_SETTINGS[framework]
-    for container in pod["containers"] + pod["initContainers"]:
+    if not expected:
+        assert "Secret" not in [r["kind"] for r in resources]
+        assert [
+            c
+            for c in pod["containers"]
+            if "env" in c and any("secretKeyRef" in v.get("valueFrom", {}) for v in c["env"])
+        ] == []
+        return
+    secret = only(resources, "Secret")
+    assert set(secret["data"]) == expected
+    for container in pod["containers"] + pod.get("initContainers", []):
         from_secret = {
             variable["name"]
             for variable in container["env"]
             if variable.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
             == secret["metadata"]["name"]
         }
-        assert from_secret == SECRET_SETTINGS[framework]
+        assert from_secret == expected
+
+
+DATABASE_PORTS = {"postgresql": [5432], "mongodb": [27017], "none": []}
+
+
+@pytest.mark.parametrize("answers", database_pairs(), ids=pair_id)
+def test_the_network_policy_lets_out_dns_and_only_the_chosen_database(
+    built: Callable, answers: dict[str, str]
+) -> None:
+    policy = only(built("prod", **answers), "NetworkPolicy")
+    ports = sorted({port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]})
+    assert ports == sorted([53, *DATABASE_PORTS[answers["database"]]])
+    config = only(built("prod", **answers), "ConfigMap")["data"]
+    assert ("READY_TIMEOUT" in config) == (answers["database"] != "none")
 
 
 def test_builtin_merge_builds_what_kubectl_builds(

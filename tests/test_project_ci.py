@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.render import actionlint, render
-from tests.template import all_combinations, choice_options, defaults
+from tests.template import choice_options, defaults, supported_combinations
 
 WORKFLOW = ".github/workflows/ci.yml"
 GITLAB_CI = ".gitlab-ci.yml"
@@ -32,7 +32,9 @@ LOCAL_ONLY_SECRETS = {"postgres", "local-development-only"}
 def rendered_variants(relative_path: str, ci: str, directory: Path) -> list[Path]:
     """Each distinct text the file takes over every combination with this CI, written out."""
     texts = {
-        render(relative_path, answers) for answers in all_combinations() if answers["ci"] == ci
+        render(relative_path, answers)
+        for answers in supported_combinations()
+        if answers["ci"] == ci
     }
     paths = []
     for number, text in enumerate(sorted(texts)):
@@ -198,20 +200,52 @@ def test_gitlab_pipeline_builds_without_privileged_docker() -> None:
     assert any("kubeconform -strict" in line for line in jobs["kubeconform"]["script"])
 
 
+# The service each test job runs next to, and the variable that points the tests at it.
+TEST_SERVICES = {
+    "postgresql": ("postgres:", "TEST_DATABASE_URL"),
+    "mongodb": ("mongo:", "MONGODB_URL"),
+    "none": None,
+}
+
+
+@pytest.mark.parametrize("database", choice_options()["database"])
+def test_ci_tests_run_next_to_the_chosen_database(database: str) -> None:
+    answers = {**defaults(), "database": database}
+    workflow = yaml.safe_load(render(WORKFLOW, {**answers, "ci": "github"}))["jobs"]["test"]
+    pipeline = yaml.safe_load(render(GITLAB_CI, {**answers, "ci": "gitlab"}))["test"]
+    if TEST_SERVICES[database] is None:
+        assert "services" not in workflow
+        assert "services" not in pipeline
+        return
+    image, variable = TEST_SERVICES[database]
+    [service] = workflow["services"].values()
+    assert service["image"].startswith(image)
+    assert variable in workflow["env"]
+    [gitlab_service] = pipeline["services"]
+    assert gitlab_service["name"].startswith(image)
+    assert variable in pipeline["variables"]
+
+
 # --- compose.yaml ---------------------------------------------------------------------------
 
 
 def database_combinations() -> list[dict[str, str]]:
     """One combination per framework and database: the answers compose.yaml depends on."""
-    options = choice_options()
+    pairs = dict.fromkeys((c["framework"], c["database"]) for c in supported_combinations())
     return [
         {**defaults(), "framework": framework, "database": database}
-        for framework in options["framework"]
-        for database in options["database"]
+        for framework, database in pairs
     ]
 
 
-@pytest.mark.parametrize("answers", database_combinations(), ids=lambda a: a["framework"])
+def pair_id(answers: dict[str, str]) -> str:
+    return f"{answers['framework']}-{answers['database']}"
+
+
+DATABASE_HEALTH_COMMANDS = {"postgresql": "pg_isready", "mongodb": "mongosh"}
+
+
+@pytest.mark.parametrize("answers", database_combinations(), ids=pair_id)
 def test_compose_runs_migrations_before_the_app_once_the_database_is_healthy(
     answers: dict[str, str], tmp_path: Path
 ) -> None:
@@ -221,8 +255,13 @@ def test_compose_runs_migrations_before_the_app_once_the_database_is_healthy(
     assert result.returncode == 0, result.stdout + result.stderr
 
     services = yaml.safe_load(text)["services"]
+    if answers["database"] == "none":
+        assert set(services) == {"app"}
+        assert "depends_on" not in services["app"]
+        assert services["app"]["read_only"] is True
+        return
     assert set(services) == {"db", "migrate", "app"}
-    assert "pg_isready" in services["db"]["healthcheck"]["test"]
+    assert DATABASE_HEALTH_COMMANDS[answers["database"]] in services["db"]["healthcheck"]["test"]
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     assert services["app"]["depends_on"] == {
         "migrate": {"condition": "service_completed_successfully"}
@@ -233,23 +272,28 @@ def test_compose_runs_migrations_before_the_app_once_the_database_is_healthy(
     assert services["app"]["read_only"] is True
 
 
-@pytest.mark.parametrize("answers", database_combinations(), ids=lambda a: a["framework"])
+@pytest.mark.parametrize("answers", database_combinations(), ids=pair_id)
 def test_compose_migrates_with_the_initcontainers_command_and_serves_its_port(
     answers: dict[str, str],
 ) -> None:
     services = yaml.safe_load(render("compose.yaml", answers))["services"]
     deployment = yaml.safe_load(render("k8s/base/deployment.yaml", answers))
     pod = deployment["spec"]["template"]["spec"]
-    (migrate,) = [c for c in pod["initContainers"] if c["name"] == "migrate"]
+    migrate_commands = [
+        c["command"] for c in pod.get("initContainers", []) if c["name"] == "migrate"
+    ]
     (app,) = [c for c in pod["containers"] if c["name"] == "app"]
 
-    assert services["migrate"]["command"] == migrate["command"]
+    compose_commands = [
+        service["command"] for name, service in services.items() if name == "migrate"
+    ]
+    assert compose_commands == migrate_commands
     container_port = app["ports"][0]["containerPort"]
     assert services["app"]["ports"] == [f"127.0.0.1:{container_port}:{container_port}"]
     assert f"127.0.0.1:{container_port}/ready" in " ".join(services["app"]["healthcheck"]["test"])
 
 
-@pytest.mark.parametrize("answers", database_combinations(), ids=lambda a: a["framework"])
+@pytest.mark.parametrize("answers", database_combinations(), ids=pair_id)
 def test_compose_holds_no_secret_but_local_development_ones(answers: dict[str, str]) -> None:
     compose = yaml.safe_load(render("compose.yaml", answers))
     found = {}
@@ -259,7 +303,8 @@ def test_compose_holds_no_secret_but_local_development_ones(answers: dict[str, s
                 found[f"{name}.{key}"] = value
             elif key.endswith("_URL") and (match := re.search(r"//[^:/@]+:([^@]+)@", value)):
                 found[f"{name}.{key}"] = match.group(1)
-    assert found, "expected the database password at least"
+    if answers["database"] != "none":
+        assert found, "expected the database password at least"
     assert {key: value for key, value in found.items() if value not in LOCAL_ONLY_SECRETS} == {}
     published = [p for s in compose["services"].values() for p in s.get("ports", [])]
     assert [port for port in published if not port.startswith("127.0.0.1:")] == []
@@ -439,11 +484,11 @@ def readme_settings(project: Path) -> dict[str, str]:
     return dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]+?) \|", section, re.M))
 
 
-@pytest.mark.parametrize("framework", choice_options()["framework"])
+@pytest.mark.parametrize("answers", database_combinations(), ids=pair_id)
 def test_every_setting_is_documented_in_env_example_and_the_readme(
-    baked: Callable[..., Path], framework: str
+    baked: Callable[..., Path], answers: dict[str, str]
 ) -> None:
-    project = baked(framework=framework)
+    project = baked(framework=answers["framework"], database=answers["database"])
     read_by_code = project_variables(project, tests=False)
     read_by_tests = project_variables(project, tests=True)
     documented = readme_settings(project)

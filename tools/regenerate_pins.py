@@ -4,8 +4,9 @@
     python -m tools.regenerate_pins --upgrade  # move every pin to the newest version allowed
 
 Bakes each combination of cookiecutter.json's choices as a user would (combinations the
-pre-generation hook refuses are skipped), groups them by the dependencies their pyproject.toml
-declares, and resolves one lock pair per group with uv. Needs uv and the package index.
+pre-generation hook refuses, per hooks/bakery/answers.py, are skipped), groups them by the
+dependencies their pyproject.toml declares, and resolves one lock pair per group with uv. Needs
+uv and the package index.
 """
 
 from __future__ import annotations
@@ -23,20 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hooks"))
 
 from bakery import pins
 
-from tests.template import all_combinations, bake_in_subprocess, choice_options
-
-REFUSED = "pre_gen_project hook script didn't exit successfully"
+from tests.template import all_combinations, bake_in_subprocess, choice_options, refusal
 
 
-def bake(output: Path, answers: dict[str, str], *, fresh: bool) -> Path | None:
-    """The baked project, or None when the pre-generation hook refuses the combination."""
+def bake(output: Path, answers: dict[str, str], *, fresh: bool) -> Path:
     os.environ[pins.FRESH_VARIABLE] = "1" if fresh else "0"
     result = bake_in_subprocess(output, **answers)
     if result.returncode == 0:
         (project,) = output.iterdir()
         return project
-    if REFUSED in result.stderr:
-        return None
     if not fresh and f"error: {pins.NO_PINS}" in result.stderr:
         # A dependency set the pins do not cover yet: bake it with freshly resolved locks.
         shutil.rmtree(output, ignore_errors=True)
@@ -50,11 +46,10 @@ def regenerate(*, upgrade: bool) -> None:
         scratch = Path(scratch_name)
         baked: list[tuple[dict[str, str], Path]] = []
         for number, answers in enumerate(all_combinations()):
-            project = bake(scratch / str(number), answers, fresh=False)
-            if project is None:
-                print(f"skipped, refused by the pre-generation hook: {answers}")
+            if reason := refusal(answers):
+                print(f"skipped, refused by the pre-generation hook: {reason}")
             else:
-                baked.append((answers, project))
+                baked.append((answers, bake(scratch / str(number), answers, fresh=False)))
 
         inputs: dict[str, dict[str, object]] = {}
         keyed: list[tuple[dict[str, str], str]] = []

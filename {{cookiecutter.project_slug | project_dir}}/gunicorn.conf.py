@@ -17,7 +17,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.package_name }}
 wsgi_app = "{{ cookiecutter.package_name }}.wsgi:application"
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Sync workers with threads: while one thread waits on the database, the others serve (README).
-worker_class = "gthread"
+# gthread, with a drain on SIGTERM first (core/worker.py).
+worker_class = "{{ cookiecutter.package_name }}.core.worker.DrainingThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 {%- else %}
 
@@ -41,6 +42,14 @@ keepalive = int(os.environ.get("KEEPALIVE", "75"))
 max_requests = int(os.environ.get("MAX_REQUESTS", "10000"))
 max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "1000"))
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+{%- if cookiecutter.framework == "django" %}
+
+# Answered by gunicorn before Django sees the request: a longer request line (method, path and
+# query string; at most 8190) gets 414, more or longer header fields 431. Django limits the body.
+limit_request_line = int(os.environ.get("MAX_REQUEST_LINE_BYTES", "4094"))
+limit_request_fields = int(os.environ.get("MAX_HEADER_FIELDS", "100"))
+limit_request_field_size = int(os.environ.get("MAX_HEADER_FIELD_BYTES", "8190"))
+{%- endif %}
 
 # Read-only root filesystem: heartbeat files in memory, no control socket in $HOME.
 # /dev/shm is Linux-only; elsewhere gunicorn falls back to the system temp dir.

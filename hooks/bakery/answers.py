@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 # Kubernetes Service names are DNS-1035 labels (a letter first) of at most 63 characters. The
 # slug also gets suffixes ("-migrate", kustomize hashes) and overlay prefixes, so keep headroom.
 SLUG_MAX_LENGTH = 40
+# The generated code is checked to fit its 100 columns with a package name this long.
+PACKAGE_MAX_LENGTH = 40
 SLUG_PATTERN = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 PACKAGE_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -24,10 +26,14 @@ DEPENDENCY_MODULES = frozenset(
         "asgi_correlation_id",
         "asgiref",
         "asyncpg",
+        "bson",
         "django",
         "django_structlog",
+        "dns",
+        "dotenv",
         "environ",
         "fastapi",
+        "gridfs",
         "gunicorn",
         "httptools",
         "httpx",
@@ -58,6 +64,14 @@ RESERVED_PACKAGE_NAMES = frozenset(
 
 FREE_TEXT_FIELDS = ("project_name", "description", "author_name")
 
+# The one table of combinations the template does not offer: when the first answer is given, the
+# second option is limited to the listed values. tests/template.py reads it to tell supported
+# combinations from refused ones.
+SUPPORTED_WITH: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
+    # The Django example is built on the Django ORM, which has no MongoDB backend.
+    ("framework", "django"): {"database": ("postgresql", "none")},
+}
+
 # The native preStop `sleep` action is on by default from 1.30; kubernetes-validate bundles
 # schemas up to 1.37.
 KUBERNETES_MINORS = range(30, 38)
@@ -74,7 +88,10 @@ def slug_problems(slug: str) -> Iterator[str]:
     if not slug:
         yield "it is empty; give a project_name with letters or digits, or set project_slug"
     elif len(slug) > SLUG_MAX_LENGTH:
-        yield f"at most {SLUG_MAX_LENGTH} characters (it names Kubernetes objects), got {len(slug)}"
+        yield (
+            f"at most {SLUG_MAX_LENGTH} characters (it names Kubernetes objects), got {len(slug)};"
+            " shorten project_name or set project_slug"
+        )
     elif not SLUG_PATTERN.fullmatch(slug):
         yield (
             "must be a DNS-1123 label usable as a Kubernetes Service name: lowercase letters,"
@@ -85,6 +102,8 @@ def slug_problems(slug: str) -> Iterator[str]:
 def package_problems(name: str) -> Iterator[str]:
     if not PACKAGE_PATTERN.fullmatch(name):
         yield "must be a lowercase Python identifier: letters, digits and '_', not a digit first"
+    elif len(name) > PACKAGE_MAX_LENGTH:
+        yield f"at most {PACKAGE_MAX_LENGTH} characters (it prefixes every import), got {len(name)}"
     elif keyword.iskeyword(name) or keyword.issoftkeyword(name):
         yield "is a Python keyword"
     elif name in sys.stdlib_module_names:
@@ -95,8 +114,21 @@ def package_problems(name: str) -> Iterator[str]:
         yield "is a name the generated project uses for its own files"
 
 
-def validate(answers: Mapping[str, object], supported: Mapping[str, object] | None = None) -> None:
+def combination_problems(answers: Mapping[str, object]) -> Iterator[InvalidAnswer]:
+    """An answer that the table above does not support next to another answer."""
+    for (option, value), limits in SUPPORTED_WITH.items():
+        if answers.get(option) != value:
+            continue
+        for limited, allowed in limits.items():
+            if answers.get(limited) not in allowed:
+                rule = f"{option}={value} supports {' or '.join(allowed)}"
+                yield InvalidAnswer(limited, answers.get(limited), rule)
+
+
+def validate(answers: Mapping[str, object]) -> None:
     """Raise InvalidAnswer for the first answer that breaks a rule."""
+    for problem in combination_problems(answers):
+        raise problem
     for field in FREE_TEXT_FIELDS:
         value = str(answers[field])
         if not value.strip():
@@ -106,12 +138,14 @@ def validate(answers: Mapping[str, object], supported: Mapping[str, object] | No
     for rule in slug_problems(str(answers["project_slug"])):
         raise InvalidAnswer("project_slug", answers["project_slug"], rule)
     for rule in package_problems(str(answers["package_name"])):
+        # Usually derived from project_name: say how to get another one.
+        rule += "; choose another project_name or set package_name"
         raise InvalidAnswer("package_name", answers["package_name"], rule)
     version = str(answers["kubernetes_version"])
     match = KUBERNETES_VERSION_PATTERN.fullmatch(version)
     if not match or int(match.group(1)) not in KUBERNETES_MINORS:
-        supported = f"1.{KUBERNETES_MINORS[0]} to 1.{KUBERNETES_MINORS[-1]}"
-        raise InvalidAnswer("kubernetes_version", version, f"must be a release from {supported}")
+        releases = f"1.{KUBERNETES_MINORS[0]} to 1.{KUBERNETES_MINORS[-1]}"
+        raise InvalidAnswer("kubernetes_version", version, f"must be a release from {releases}")
     email = str(answers["author_email"])
     if not EMAIL_PATTERN.fullmatch(email):
         raise InvalidAnswer("author_email", email, "must look like name@example.com")

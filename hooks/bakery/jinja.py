@@ -1,16 +1,25 @@
-"""Jinja filters that quote user-supplied text for the format it lands in.
+"""Jinja filters that quote user-supplied text for the format it lands in, and answers kept as text.
 
 Loaded by cookiecutter through ``_extensions`` in ``cookiecutter.json``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 from jinja2 import Environment
 from jinja2.ext import Extension
+
+from .answers import SLUG_MAX_LENGTH
+
+TEMPLATE_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_TEMPLATE = "{{cookiecutter.project_slug | project_dir}}"
+JINJA_MARKUP = re.compile(r"\{[{%#]")
 
 
 def toml_string(value: object) -> str:
@@ -32,25 +41,76 @@ def dockerfile_string(value: object) -> str:
     return json.dumps(str(value), ensure_ascii=False).replace("$", "\\$")
 
 
+# Characters that start inline markup anywhere in a line: emphasis, code, links, images, HTML,
+# entities, tables, strikethrough and GitHub's math; `#` also closes a heading.
+MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]<>#|!~&$])")
+# What makes a line a list item when it comes first: `-`, `+` (`*` is escaped anyway), or `1.`.
+MARKDOWN_BULLET = re.compile(r"^[-+]")
+MARKDOWN_ORDERED = re.compile(r"^(\d{1,9})([.)])")
+MARKDOWN_EDGE_SPACES = re.compile(r"^ +| +$")
+
+
 def markdown_text(value: object) -> str:
-    """Escape the characters that would turn plain text into Markdown markup or HTML."""
-    text = str(value)
-    for char in "\\`*_{}[]<>#|!":
-        text = text.replace(char, "\\" + char)
-    return text
+    """One line of Markdown that renders as exactly this text, never as markup or HTML."""
+    text = MARKDOWN_INLINE.sub(r"\\\1", str(value))
+    text = MARKDOWN_BULLET.sub(r"\\\g<0>", text)
+    text = MARKDOWN_ORDERED.sub(r"\1\\\2", text)
+    # Markdown drops spaces at the start and end of a line, and four would start a code block.
+    return MARKDOWN_EDGE_SPACES.sub(lambda match: "&#32;" * len(match[0]), text)
 
 
 def project_dir(slug: object) -> str:
     """The output directory's name, never a path that escapes the output directory.
 
     The directory is created before the pre-generation hook can reject the slug; an empty slug
-    would name the output directory itself, and '/' or '..' another place. Such slugs get a
-    throw-away name, which cookiecutter removes when the hook fails.
+    would name the output directory itself, '/' or '..' another place, and a very long one (from
+    a long project_name) fails to be created at all. Such slugs get a throw-away name, which
+    cookiecutter removes when the hook fails.
     """
     name = str(slug)
-    if name.strip(".") and "/" not in name and "\\" not in name:
+    safe = name.strip(".") and "/" not in name and "\\" not in name
+    if safe and len(name) <= SLUG_MAX_LENGTH:
         return name
     return f".invalid-project-slug-{secrets.token_hex(4)}"
+
+
+def strings_in(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+@functools.cache
+def template_sources() -> tuple[frozenset[str], tuple[str, ...]]:
+    """What of the template cookiecutter renders as Jinja besides its files' contents.
+
+    (texts, paths): cookiecutter.json's values and the hook scripts, whole; the names of the
+    template's files and directories, which cookiecutter renders behind their output directory.
+    """
+    questions = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+    hooks = (path.read_text(encoding="utf-8") for path in (TEMPLATE_ROOT / "hooks").glob("*.py"))
+    project = TEMPLATE_ROOT / PROJECT_TEMPLATE
+    names = (path.relative_to(project).as_posix() for path in project.rglob("*"))
+    paths = [PROJECT_TEMPLATE, *(name for name in names if JINJA_MARKUP.search(name))]
+    return frozenset([*strings_in(questions), *hooks]), tuple(paths)
+
+
+def is_template_source(source: str) -> bool:
+    texts, paths = template_sources()
+    path = source.replace("\\", "/")
+    return source in texts or any(path == name or path.endswith("/" + name) for name in paths)
+
+
+def literal_template(text: str) -> str:
+    """A Jinja template that renders `text` as it is: one string literal in Jinja's escapes."""
+    escaped = text.encode("unicode_escape").decode("ascii").replace('"', "\\x22")
+    return '{{ "' + escaped + '" }}'
 
 
 class QuotingExtension(Extension):
@@ -65,3 +125,16 @@ class QuotingExtension(Extension):
         # The hooks import this package; cookiecutter's `_repo_dir` can be relative to a cwd
         # the hook scripts do not share, so hand them an absolute path.
         environment.globals["bakery_path"] = str(Path(__file__).resolve().parents[1])
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        """Keep answers as the text they are.
+
+        With --no-input, answers given on the command line or in a config file go through the
+        same Jinja rendering as cookiecutter.json's defaults: `{{ 7 * 7 }}` in a description
+        would become 49, and `{% raw %}` would stop the bake with a traceback. Only the template's
+        own sources are templates; any other string cookiecutter renders is an answer, and comes
+        out unchanged. (Answers typed at the prompts are never rendered.)
+        """
+        if name is None and JINJA_MARKUP.search(source) and not is_template_source(source):
+            return literal_template(source)
+        return source

@@ -1,7 +1,8 @@
 """structlog and stdlib logging, wired into one pipeline.
 
-Everything that logs (this app, uvicorn, gunicorn, SQLAlchemy, alembic) ends up in the same
-formatter, so production output is one JSON object per line and development output is readable.
+Everything that logs (this app, uvicorn, gunicorn and the libraries underneath) ends up in the
+same formatter, so production output is one JSON object per line and development output is
+readable.
 """
 
 import logging.config

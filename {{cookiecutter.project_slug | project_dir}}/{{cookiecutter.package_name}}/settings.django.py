@@ -105,6 +105,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Seconds /ready waits for the database before answering 503.
 READY_TIMEOUT = env.float("READY_TIMEOUT", default=1.0)
+# Seconds a gunicorn worker keeps serving after SIGTERM while /ready answers 503 (core/worker.py).
+SHUTDOWN_DRAIN_SECONDS = env.float("SHUTDOWN_DRAIN_SECONDS", default=5.0)
+# Larger bodies get 413 (core/views.py); gunicorn.conf.py limits request lines and headers.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=1024 * 1024)
 # Seconds `manage.py migrate_locked` waits for another pod's migration to finish.
 MIGRATION_LOCK_TIMEOUT = env.float("MIGRATION_LOCK_TIMEOUT", default=300.0)
 

@@ -4,8 +4,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, JsonResponse
+
+from {{ cookiecutter.package_name }}.core.shutdown import is_draining
 
 logger = structlog.stdlib.get_logger(__name__)
 
@@ -31,6 +34,8 @@ def check_database() -> None:
 
 
 def ready(request: HttpRequest) -> JsonResponse:
+    if is_draining():
+        return not_ready("shutdown", "draining")
     timeout = settings.READY_TIMEOUT
     try:
         database_checker.submit(check_database).result(timeout=timeout)
@@ -47,6 +52,9 @@ def not_ready(check: str, reason: str) -> JsonResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> JsonResponse:
+    # Django reports a body over DATA_UPLOAD_MAX_MEMORY_SIZE as a 400; 413 tells the client why.
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse({"detail": "Request body too large"}, status=413)
     return JsonResponse({"detail": "Bad request"}, status=400)
 
 

@@ -1,0 +1,111 @@
+"""How long rendering and validating every combination takes: what tests/test_matrix.py does.
+
+    python benchmarks/matrix_time.py [--jobs 2]
+
+Bakes every supported combination of cookiecutter.json's choices as a user would (in-process,
+hooks included, so each bake also runs the project's manifest validator), then runs the checks
+of tests/matrix.py over all of them: leftovers, blank-line runs, ruff check and ruff format
+--check (one run each), yamllint. The unsupported combinations go through the CLI and must be
+refused. --jobs bakes in parallel processes (default: one per CPU; the test suite's xdist runs
+the supported ones in one worker, as --jobs 1 does). Prints each stage's time and exits 1 when
+the whole misses the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cookiecutter.main import cookiecutter
+
+from tests.matrix import check_combinations
+from tests.template import (
+    TEMPLATE_ROOT,
+    all_combinations,
+    answers_key,
+    bake_in_subprocess,
+    refusal,
+    supported_combinations,
+    unsupported_combinations,
+)
+
+TARGET_SECONDS = 120
+
+
+def quiet() -> None:
+    """The hooks print a few lines per bake; a benchmark of 60 bakes reads better without them."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
+
+def bake(answers: dict[str, str], output_dir: str) -> str:
+    return cookiecutter(
+        str(TEMPLATE_ROOT), no_input=True, extra_context=answers, output_dir=output_dir
+    )
+
+
+def refused_cleanly(answers: dict[str, str], output_dir: Path) -> bool:
+    result = bake_in_subprocess(output_dir, **answers)
+    errors = [line for line in result.stderr.splitlines() if "error: " in line]
+    return (
+        result.returncode != 0
+        and errors == [f"error: {refusal(answers)}"]
+        and not any(output_dir.iterdir())
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel bakes")
+    jobs = parser.parse_args().jobs
+    supported, unsupported = supported_combinations(), unsupported_combinations()
+
+    with tempfile.TemporaryDirectory(prefix="matrix-time-") as scratch:
+        started = time.perf_counter()
+        outputs = [str(Path(scratch, str(number))) for number in range(len(supported))]
+        with ProcessPoolExecutor(max_workers=jobs, initializer=quiet) as pool:
+            baked = dict(
+                zip(
+                    map(answers_key, supported),
+                    pool.map(bake, supported, outputs),
+                    strict=True,
+                )
+            )
+        baked_at = time.perf_counter()
+        problems = check_combinations(supported, lambda answers: Path(baked[answers_key(answers)]))
+        checked_at = time.perf_counter()
+        refused_dirs = [Path(scratch, f"refused-{number}") for number in range(len(unsupported))]
+        for directory in refused_dirs:
+            directory.mkdir()
+        with ThreadPoolExecutor(max_workers=jobs) as threads:
+            refused = list(threads.map(refused_cleanly, unsupported, refused_dirs))
+        finished = time.perf_counter()
+
+    total = finished - started
+    failing = {key: found for key, found in problems.items() if found}
+    print(f"load:        {os.getloadavg()[0]:.2f} (1-minute average) on {os.cpu_count()} CPUs")
+    print(
+        f"matrix:      {len(list(all_combinations()))} combinations:"
+        f" {len(supported)} supported, {len(unsupported)} refused by the pre-generation hook"
+    )
+    print(f"bake:        {baked_at - started:6.1f} s  ({jobs} parallel, manifests validated)")
+    print(f"checks:      {checked_at - baked_at:6.1f} s  (leftovers, ruff check/format, yamllint)")
+    print(f"refusals:    {finished - checked_at:6.1f} s  (through the CLI)")
+    print(f"total:       {total:6.1f} s  (target < {TARGET_SECONDS} s)")
+    for key, found in failing.items():
+        print(f"problem: {key}: {found[:3]}", file=sys.stderr)
+    if not all(refused):
+        print("problem: an unsupported combination was not refused cleanly", file=sys.stderr)
+    return 0 if total < TARGET_SECONDS and not failing and all(refused) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

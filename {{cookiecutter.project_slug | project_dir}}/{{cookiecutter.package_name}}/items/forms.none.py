@@ -1,0 +1,30 @@
+"""Validation of the API's input, with Django's own forms."""
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+
+class ItemForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(max_length=2000, required=False)
+
+    def clean(self) -> dict[str, Any]:
+        # A misspelt field would otherwise be ignored without a word.
+        unknown = sorted(set(self.data) - set(self.fields))
+        if unknown:
+            fields = ", ".join(unknown)
+            raise ValidationError("Unknown fields: %(fields)s", params={"fields": fields})
+        return super().clean()
+
+
+class PageForm(forms.Form):
+    limit = forms.IntegerField(min_value=1, max_value=100, required=False)
+    offset = forms.IntegerField(min_value=0, required=False)
+
+    def clean_limit(self) -> int:
+        return self.cleaned_data["limit"] or 20
+
+    def clean_offset(self) -> int:
+        return self.cleaned_data["offset"] or 0

@@ -1,0 +1,69 @@
+"""The example resource as a small JSON API, in plain Django."""
+
+import json
+from typing import Any
+
+from django.forms.utils import ErrorDict
+from django.http import HttpRequest, JsonResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from {{ cookiecutter.package_name }}.items.forms import ItemForm, PageForm
+from {{ cookiecutter.package_name }}.items.store import Item, items
+
+
+def item_json(item: Item) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "name": item.name,
+        "description": item.description,
+        "created_at": item.created_at,
+    }
+
+
+def invalid(errors: ErrorDict | dict[str, Any]) -> JsonResponse:
+    if isinstance(errors, ErrorDict):
+        errors = errors.get_json_data()
+    return JsonResponse({"detail": "Invalid request", "errors": errors}, status=400)
+
+
+# CSRF protection is for browsers that send cookies; this API reads none. Add authentication
+# (a token header, or a proxy that checks one) before exposing it.
+@method_decorator(csrf_exempt, name="dispatch")
+class ItemCollectionView(View):
+    def get(self, request: HttpRequest) -> JsonResponse:
+        page = PageForm(request.GET)
+        if not page.is_valid():
+            return invalid(page.errors)
+        limit, offset = page.cleaned_data["limit"], page.cleaned_data["offset"]
+        found, total = items.page(limit, offset)
+        return JsonResponse(
+            {
+                "items": [item_json(item) for item in found],
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+            }
+        )
+
+    def post(self, request: HttpRequest) -> JsonResponse:
+        try:
+            payload = json.loads(request.body)
+        except ValueError:
+            return invalid({"body": [{"message": "Must be JSON.", "code": "invalid"}]})
+        if not isinstance(payload, dict):
+            return invalid({"body": [{"message": "Must be a JSON object.", "code": "invalid"}]})
+        form = ItemForm(payload)
+        if not form.is_valid():
+            return invalid(form.errors)
+        item = items.add(form.cleaned_data["name"], form.cleaned_data["description"])
+        return JsonResponse(item_json(item), status=201)
+
+
+class ItemDetailView(View):
+    def get(self, request: HttpRequest, item_id: int) -> JsonResponse:
+        item = items.get(item_id)
+        if item is None:
+            return JsonResponse({"detail": "Item not found"}, status=404)
+        return JsonResponse(item_json(item))
