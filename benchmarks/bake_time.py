@@ -25,8 +25,15 @@ TARGET_SECONDS = 1.5
 def bake_seconds(output_dir: Path) -> float:
     command = [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE_ROOT)]
     started = time.perf_counter()
-    subprocess.run([*command, "-o", str(output_dir)], check=True, capture_output=True)  # noqa: S603
+    subprocess.run([*command, "-o", str(output_dir)], check=True, capture_output=True)
     return time.perf_counter() - started
+
+
+def bake_timings(runs: int) -> list[float]:
+    """Seconds of each timed bake, after one untimed warm-up."""
+    with tempfile.TemporaryDirectory(prefix="bake-time-") as scratch:
+        bake_seconds(Path(scratch) / "warm-up")
+        return [bake_seconds(Path(scratch) / str(number)) for number in range(runs)]
 
 
 def main() -> int:
@@ -36,9 +43,7 @@ def main() -> int:
     if runs < 5:
         parser.error(f"--runs={runs} is too few: a median and spread need at least 5")
 
-    with tempfile.TemporaryDirectory(prefix="bake-time-") as scratch:
-        bake_seconds(Path(scratch) / "warm-up")
-        timings = [bake_seconds(Path(scratch) / str(number)) for number in range(runs)]
+    timings = bake_timings(runs)
 
     median = statistics.median(timings)
     # Other work on the machine shows up in the numbers: say how busy it was.

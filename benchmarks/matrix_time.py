@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,7 +29,6 @@ from cookiecutter.main import cookiecutter
 from tests.matrix import check_combinations
 from tests.template import (
     TEMPLATE_ROOT,
-    all_combinations,
     answers_key,
     bake_in_subprocess,
     refusal,
@@ -62,12 +62,26 @@ def refused_cleanly(answers: dict[str, str], output_dir: Path) -> bool:
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel bakes")
-    jobs = parser.parse_args().jobs
-    supported, unsupported = supported_combinations(), unsupported_combinations()
+@dataclass
+class MatrixTiming:
+    combinations: int
+    supported: int
+    refused: int
+    jobs: int
+    bake_seconds: float
+    checks_seconds: float
+    refusals_seconds: float
+    # Per combination, what the checks found; empty when the whole matrix is clean.
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    all_refused_cleanly: bool = True
 
+    @property
+    def total_seconds(self) -> float:
+        return self.bake_seconds + self.checks_seconds + self.refusals_seconds
+
+
+def measure(jobs: int) -> MatrixTiming:
+    supported, unsupported = supported_combinations(), unsupported_combinations()
     with tempfile.TemporaryDirectory(prefix="matrix-time-") as scratch:
         started = time.perf_counter()
         outputs = [str(Path(scratch, str(number))) for number in range(len(supported))]
@@ -88,23 +102,41 @@ def main() -> int:
         with ThreadPoolExecutor(max_workers=jobs) as threads:
             refused = list(threads.map(refused_cleanly, unsupported, refused_dirs))
         finished = time.perf_counter()
+    return MatrixTiming(
+        combinations=len(supported) + len(unsupported),
+        supported=len(supported),
+        refused=len(unsupported),
+        jobs=jobs,
+        bake_seconds=baked_at - started,
+        checks_seconds=checked_at - baked_at,
+        refusals_seconds=finished - checked_at,
+        problems={key: found for key, found in problems.items() if found},
+        all_refused_cleanly=all(refused),
+    )
 
-    total = finished - started
-    failing = {key: found for key, found in problems.items() if found}
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel bakes")
+    timing = measure(parser.parse_args().jobs)
+
+    total = timing.total_seconds
     print(f"load:        {os.getloadavg()[0]:.2f} (1-minute average) on {os.cpu_count()} CPUs")
     print(
-        f"matrix:      {len(list(all_combinations()))} combinations:"
-        f" {len(supported)} supported, {len(unsupported)} refused by the pre-generation hook"
+        f"matrix:      {timing.combinations} combinations:"
+        f" {timing.supported} supported, {timing.refused} refused by the pre-generation hook"
     )
-    print(f"bake:        {baked_at - started:6.1f} s  ({jobs} parallel, manifests validated)")
-    print(f"checks:      {checked_at - baked_at:6.1f} s  (leftovers, ruff check/format, yamllint)")
-    print(f"refusals:    {finished - checked_at:6.1f} s  (through the CLI)")
+    bake, jobs = timing.bake_seconds, timing.jobs
+    print(f"bake:        {bake:6.1f} s  ({jobs} parallel, manifests validated)")
+    print(f"checks:      {timing.checks_seconds:6.1f} s  (leftovers, ruff check/format, yamllint)")
+    print(f"refusals:    {timing.refusals_seconds:6.1f} s  (through the CLI)")
     print(f"total:       {total:6.1f} s  (target < {TARGET_SECONDS} s)")
-    for key, found in failing.items():
+    for key, found in timing.problems.items():
         print(f"problem: {key}: {found[:3]}", file=sys.stderr)
-    if not all(refused):
+    if not timing.all_refused_cleanly:
         print("problem: an unsupported combination was not refused cleanly", file=sys.stderr)
-    return 0 if total < TARGET_SECONDS and not failing and all(refused) else 1
+    clean = not timing.problems and timing.all_refused_cleanly
+    return 0 if total < TARGET_SECONDS and clean else 1
 
 
 if __name__ == "__main__":

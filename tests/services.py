@@ -104,6 +104,9 @@ class Service:
     env: dict[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
+    # Another program to run in the project directory (the benchmarks' bare apps), and its probe.
+    command: list[str] | None = None
+    ready_path: str = "/ready"
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> Service:
@@ -116,13 +119,14 @@ class Service:
         }
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            in_venv(self.venv, container_command(self.project)),
+            in_venv(self.venv, self.command or container_command(self.project)),
             cwd=self.project,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_until(lambda: self.status("/ready") == 200, timeout, "the service to be ready")
+        ready = self.ready_path
+        self.wait_until(lambda: self.status(ready) == 200, timeout, f"{ready} to answer 200")
         return self
 
     def stop(self) -> None:

@@ -57,6 +57,7 @@ OPTION_FILES: dict[str, dict[str, list[str]]] = {
             "tests/test_items.py",
             "tests/test_items.mongodb.py",
             "tests/test_items.none.py",
+            "tests/test_limits.py",
             "tests/test_logging.py",
             "tests/test_migrations.py",
             "tests/test_migrations.mongodb.py",
@@ -111,6 +112,7 @@ OPTION_FILES: dict[str, dict[str, list[str]]] = {
             "tests/test_items.py",
             "tests/test_migrations.py",
             # Django
+            "{package_name}/core/database.py",
             "{package_name}/core/management",
             "{package_name}/core/views.py",
             "{package_name}/items/admin.py",

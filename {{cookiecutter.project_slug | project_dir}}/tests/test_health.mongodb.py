@@ -69,4 +69,5 @@ async def test_ready_answers_within_its_time_box_when_the_database_hangs(
         "status": "unavailable",
         "checks": {"database": "no answer within 0.5s"},
     }
-    assert elapsed < 1.5
+    # Well under MONGODB_TIMEOUT (5 s), with room for a loaded CI machine.
+    assert elapsed < 3

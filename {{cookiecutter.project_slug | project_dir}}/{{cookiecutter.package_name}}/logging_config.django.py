@@ -6,6 +6,7 @@ readable. settings.py hands the dict to Django as LOGGING; gunicorn.conf.py hand
 gunicorn, whose master process never loads Django.
 """
 
+import logging
 import sys
 from typing import Any
 
@@ -75,6 +76,8 @@ def logging_dict_config(*, json_output: bool, level: str) -> dict[str, Any]:
 
 def configure_structlog() -> None:
     """structlog's own loggers hand their events to the stdlib pipeline above."""
+    # Python warnings too, instead of raw text on stderr.
+    logging.captureWarnings(True)
     structlog.configure(
         processors=[
             *SHARED_PROCESSORS,

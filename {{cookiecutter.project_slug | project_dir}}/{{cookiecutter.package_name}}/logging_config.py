@@ -91,6 +91,8 @@ def logging_dict_config(settings: Settings) -> dict[str, Any]:
 
 def configure_logging(settings: Settings) -> None:
     logging.config.dictConfig(logging_dict_config(settings))
+    # Python warnings too, instead of raw text on stderr.
+    logging.captureWarnings(True)
     structlog.configure(
         processors=[
             *SHARED_PROCESSORS,

@@ -66,7 +66,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "{{ cookiecutter.package_name }}.core.middleware.DatabaseUnavailableMiddleware",
+    "{{ cookiecutter.package_name }}.core.database.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "{{ cookiecutter.package_name }}.urls"

@@ -4,7 +4,7 @@ from {{ cookiecutter.package_name }}.logging_config import configure_structlog
 
 
 class CoreConfig(AppConfig):
-    """What every deployment needs: probes, locked migrations, database outages as 503s."""
+    """What every deployment needs: probes, draining, structured logs."""
 
     name = "{{ cookiecutter.package_name }}.core"
 

@@ -1,14 +1,11 @@
-"""Middleware for running behind Kubernetes: probes, request ids, database outages."""
+"""Middleware for running behind Kubernetes: probes and request ids."""
 
 from collections.abc import Callable
 
 import structlog
-from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from {{ cookiecutter.package_name }}.core import views
-
-logger = structlog.stdlib.get_logger(__name__)
 
 GetResponse = Callable[[HttpRequest], HttpResponse]
 
@@ -43,22 +40,4 @@ class RequestIdHeaderMiddleware:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         if request_id is not None:
             response["X-Request-ID"] = request_id
-        return response
-
-
-class DatabaseUnavailableMiddleware:
-    """Turn a missing database into a fast 503 with a JSON body instead of a 500 and a traceback."""
-
-    def __init__(self, get_response: GetResponse) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
-
-    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, OperationalError | InterfaceError):
-            return None
-        logger.warning("database unavailable", error=type(exception).__name__)
-        response = JsonResponse({"detail": "Database unavailable, try again later"}, status=503)
-        response["Retry-After"] = "1"
         return response

@@ -1,0 +1,210 @@
+"""Measure what the template produces, on this machine, and write docs/benchmarks.{md,json}.
+
+    bash tests/run.sh -k benchmarks && .venv/bin/python -m benchmarks.run
+
+(tests/run.sh installs the template's test tools into .venv; this installs wrk with apt-get
+when it is missing.) In order: bake and install the default FastAPI and Django projects, wait
+for a quiet machine, then measure serving side by side with the bare apps (benchmarks/serving.py),
+the default bake (benchmarks/bake_time.py) and the whole matrix (benchmarks/matrix_time.py).
+Loads are bounded in time and target loopback only. Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bake_time, matrix_time, report, serving
+from tests.template import TEMPLATE_ROOT, choice_options
+
+QUIET_LOAD = 1.0
+# Tools the harness runs, and the Debian packages that bring them.
+DEBIAN_TOOLS = {"wrk": "wrk", "psql": "postgresql-client"}
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def install_missing_tools() -> None:
+    missing = [package for tool, package in DEBIAN_TOOLS.items() if shutil.which(tool) is None]
+    if not missing:
+        return
+    say(f"installing {' '.join(missing)} with apt-get")
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", *missing],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+def wait_for_quiet(max_wait: float, poll: float = 30) -> tuple[float, bool]:
+    """Seconds waited until the 1-minute load average fell below QUIET_LOAD, and whether it did."""
+    started = time.monotonic()
+    while os.getloadavg()[0] >= QUIET_LOAD:
+        waited = time.monotonic() - started
+        if waited >= max_wait:
+            say(f"load average still {os.getloadavg()[0]:.2f} after {waited:.0f} s: measuring")
+            return waited, False
+        say(f"load average {os.getloadavg()[0]:.2f}: waiting for < {QUIET_LOAD}")
+        time.sleep(poll)
+    return time.monotonic() - started, True
+
+
+def proc_field(path: str, name: str) -> str:
+    for line in Path(path).read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return "unknown"
+
+
+def os_name() -> str:
+    release = Path("/etc/os-release")
+    if release.is_file():
+        for line in release.read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    return platform.platform()
+
+
+def template_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args],
+            cwd=TEMPLATE_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (" with local changes" if git("status", "--porcelain") else "")
+
+
+def describe_machine(deployments: dict[str, serving.Deployment]) -> dict[str, Any]:
+    packages: dict[str, str] = {}
+    services_python = set()
+    names = {"fastapi": ["fastapi", "starlette", "uvicorn", "gunicorn", "structlog", "asyncpg"]}
+    names["django"] = ["django", "gunicorn", "django-structlog", "psycopg"]
+    for framework, deployment in deployments.items():
+        versions = serving.package_versions(deployment.venv, names[framework])
+        services_python.add(versions.pop("python"))
+        packages |= versions
+    wrk_version = subprocess.run(
+        ["wrk", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    memory_kib = int(proc_field("/proc/meminfo", "MemTotal").split()[0])
+    return {
+        "cpu_model": proc_field("/proc/cpuinfo", "model name"),
+        "cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "memory_gib": memory_kib / 1024**2,
+        "kernel": platform.release(),
+        "os": os_name(),
+        "python": {
+            "harness": platform.python_version(),
+            "services": ", ".join(sorted(services_python)),
+            "image": ", ".join(choice_options()["python_version"]),
+        },
+        "packages": packages,
+        "wrk": (wrk_version.stdout + wrk_version.stderr).split("[")[0].strip(),
+        "load_average_at_start": list(os.getloadavg()),
+        "template_commit": template_commit(),
+    }
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=Path, default=TEMPLATE_ROOT / "docs", help="output folder")
+    parser.add_argument(
+        "--frameworks", nargs="+", default=choice_options()["framework"], help="serving benchmarks"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="N: WEB_CONCURRENCY of the rendered services and --workers of the bare apps"
+        " (default: one per usable CPU, the template's formula for a CPU quota)",
+    )
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="rendered/bare pairs per framework")
+    parser.add_argument("--cold-starts", type=int, default=5, help="cold starts per app")
+    parser.add_argument("--bake-runs", type=int, default=7, help="timed default bakes")
+    parser.add_argument("--skip-matrix", action="store_true", help="leave the matrix out")
+    parser.add_argument(
+        "--max-wait", type=float, default=900, help="seconds to wait for a quiet machine"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="an earlier benchmarks.json: reported as 'before'"
+    )
+    parser.add_argument("--baseline-note", default="", help="what changed since the baseline")
+    parser.add_argument(
+        "--notes", type=Path, help="Markdown lines for the report, e.g. why a target is missed"
+    )
+    arguments = parser.parse_args()
+    if arguments.cold_starts < 5 or arguments.bake_runs < 5:
+        parser.error("medians need at least 5 runs: --cold-starts and --bake-runs >= 5")
+    return arguments
+
+
+def main() -> int:
+    arguments = parse_arguments()
+    install_missing_tools()
+    shape = serving.LoadShape(seconds=arguments.seconds, rounds=arguments.rounds)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="benchmarks-") as scratch:
+        workdir = Path(scratch)
+        deployments = {}
+        for framework in arguments.frameworks:
+            say(f"baking and installing framework={framework}")
+            deployments[framework] = serving.deploy(framework, workdir)
+
+        waited, quiet = wait_for_quiet(arguments.max_wait)
+        results["measured_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        results["machine"] = describe_machine(deployments)
+        results["machine"] |= {"waited_for_quiet_seconds": waited, "quiet": quiet}
+        results["serving"] = {}
+        for framework, deployment in deployments.items():
+            say(f"serving benchmark: {framework}")
+            results["serving"][framework] = serving.compare(
+                deployment, arguments.workers, shape, arguments.cold_starts, workdir, say
+            )
+
+    say("default bake")
+    results["bake"] = {"runs_seconds": bake_time.bake_timings(arguments.bake_runs)}
+    if not arguments.skip_matrix:
+        say("whole matrix")
+        timing = matrix_time.measure(arguments.workers)
+        results["matrix"] = dataclasses.asdict(timing) | {"total_seconds": timing.total_seconds}
+    if arguments.notes:
+        results["notes"] = arguments.notes.read_text().splitlines()
+    if arguments.baseline:
+        baseline = json.loads(arguments.baseline.read_text())
+        baseline.pop("baseline", None)
+        results["baseline"] = {"note": arguments.baseline_note, "results": baseline}
+    for path in report.write_report(results, arguments.docs):
+        say(f"wrote {path}")
+    missed = [verdict for verdict in report.verdicts(results) if not verdict.met]
+    for verdict in missed:
+        say(f"target missed: {verdict.target}: {verdict.measured} ({verdict.shortfall})")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
