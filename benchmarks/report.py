@@ -145,6 +145,31 @@ def number(value: float) -> str:
     return f"{value:.2f}"
 
 
+def throughput_gap(results: dict[str, Any]) -> Iterator[str]:
+    """Where the FastAPI throughput ratio falls short, what the app spends its time on."""
+    serving = results.get("serving", {}).get("fastapi")
+    if not serving or throughput_ratio(serving) >= FASTAPI_THROUGHPUT_RATIO:
+        return
+    costs = serving.get("app_cost_us")
+    if not costs:
+        return
+    rendered, bare = costs["rendered"], costs["bare"]["every middleware"]
+    every = rendered["every middleware"]
+    parts = [
+        f"`{name.removeprefix('without ')}` {every - cost:.1f} µs"
+        for name, cost in sorted(rendered.items(), key=lambda item: item[1])
+        if name != "every middleware"
+    ]
+    yield (
+        f"Why the throughput target is missed: inside the app a `/health` request costs"
+        f" {every:.1f} µs rendered against {bare:.1f} µs bare ({every - bare:+.1f} µs), spent in"
+        f" the middleware the bare app does not have: {', '.join(parts)} (FastAPI section, last"
+        " table). The bare app's server writes a plain-text access line of its own, outside these"
+        " numbers; the rendered app's JSON access event with its request id costs more than that."
+    )
+    yield ""
+
+
 def machine_rows(machine: dict[str, Any]) -> Iterator[str]:
     load = machine["load_average_at_start"]
     wait = machine.get("waited_for_quiet_seconds", 0)
@@ -170,6 +195,18 @@ def machine_rows(machine: dict[str, Any]) -> Iterator[str]:
         f" (1 / 5 / 15 min){'; ' + waited if waited else ''} |"
     )
     yield f"| Template | commit {machine['template_commit']} |"
+
+
+def load_during(results: dict[str, Any]) -> str:
+    """The 1-minute load average after each part: other work on the machine shows up here."""
+    parts = {FRAMEWORK_NAMES[name]: part for name, part in results.get("serving", {}).items()}
+    parts |= {"bake": results.get("bake", {}), "matrix": results.get("matrix", {})}
+    found = [
+        f"{name} {part['load_average_after'][0]:.2f}"
+        for name, part in parts.items()
+        if "load_average_after" in part
+    ]
+    return f"| Load average (1 min) after each part | {', '.join(found)} |" if found else ""
 
 
 def serving_section(framework: str, serving: dict[str, Any]) -> Iterator[str]:
@@ -230,7 +267,33 @@ def serving_section(framework: str, serving: dict[str, Any]) -> Iterator[str]:
         contender: sum(run["errors"] for run in runs)
         for contender, runs in (("rendered", rendered + items), ("bare", bare))
     }
-    yield (f"| Socket errors and non-2xx responses | {errors['rendered']} | {errors['bare']} | |")
+    yield f"| Socket errors and non-2xx responses | {errors['rendered']} | {errors['bare']} | |"
+    yield ""
+    yield from app_cost_rows(serving)
+
+
+def app_cost_rows(serving: dict[str, Any]) -> Iterator[str]:
+    """The in-process cost of each middleware: what the throughput ratio is made of."""
+    costs = serving.get("app_cost_us")
+    if not costs:
+        return
+    rendered, bare = costs["rendered"], costs["bare"]
+    every = rendered["every middleware"]
+    yield (
+        "Inside the app, without server or network (benchmarks/app_cost.py: GET `/health` called"
+        " directly, best of 5 batches of 5,000, one core); a middleware's cost is the time saved"
+        " by leaving it out. The bare app's server writes an access log line that these"
+        " numbers do not include; the rendered app writes its own access event inside them."
+    )
+    yield ""
+    yield "| In-process `/health` | µs per request |"
+    yield "| --- | --- |"
+    yield f"| Bare app | {bare['every middleware']:.1f} |"
+    yield f"| Rendered app, every middleware | {every:.1f} |"
+    for name, cost in rendered.items():
+        if name != "every middleware":
+            middleware = name.removeprefix("without ")
+            yield f"| of which `{middleware}` | {every - cost:.1f} |"
     yield ""
 
 
@@ -290,6 +353,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| Machine | |",
         "| --- | --- |",
         *machine_rows(results["machine"]),
+        *filter(None, [load_during(results)]),
         "",
         "## Targets",
         "",
@@ -301,6 +365,7 @@ def markdown(results: dict[str, Any]) -> str:
         for v in verdicts(results)
     ]
     lines.append("")
+    lines += throughput_gap(results)
     lines += results.get("notes", [])
     if results.get("notes"):
         lines.append("")

@@ -29,6 +29,8 @@ from benchmarks import bake_time, matrix_time, report, serving
 from tests.template import TEMPLATE_ROOT, choice_options
 
 QUIET_LOAD = 1.0
+# The results before the template's performance fixes, with a "note" saying what changed.
+BASELINE = TEMPLATE_ROOT / "docs" / "benchmarks-baseline.json"
 # Tools the harness runs, and the Debian packages that bring them.
 DEBIAN_TOOLS = {"wrk": "wrk", "psql": "postgresql-client"}
 
@@ -151,9 +153,14 @@ def parse_arguments() -> argparse.Namespace:
         "--max-wait", type=float, default=900, help="seconds to wait for a quiet machine"
     )
     parser.add_argument(
-        "--baseline", type=Path, help="an earlier benchmarks.json: reported as 'before'"
+        "--baseline",
+        type=Path,
+        default=BASELINE if BASELINE.is_file() else None,
+        help=f"an earlier benchmarks.json, reported as 'before' (default: docs/{BASELINE.name})",
     )
-    parser.add_argument("--baseline-note", default="", help="what changed since the baseline")
+    parser.add_argument(
+        "--baseline-note", default="", help="what changed since then, unless the file says"
+    )
     parser.add_argument(
         "--notes", type=Path, help="Markdown lines for the report, e.g. why a target is missed"
     )
@@ -185,19 +192,25 @@ def main() -> int:
             results["serving"][framework] = serving.compare(
                 deployment, arguments.workers, shape, arguments.cold_starts, workdir, say
             )
+            results["serving"][framework]["load_average_after"] = list(os.getloadavg())
 
     say("default bake")
     results["bake"] = {"runs_seconds": bake_time.bake_timings(arguments.bake_runs)}
+    results["bake"]["load_average_after"] = list(os.getloadavg())
     if not arguments.skip_matrix:
         say("whole matrix")
         timing = matrix_time.measure(arguments.workers)
-        results["matrix"] = dataclasses.asdict(timing) | {"total_seconds": timing.total_seconds}
+        results["matrix"] = dataclasses.asdict(timing) | {
+            "total_seconds": timing.total_seconds,
+            "load_average_after": list(os.getloadavg()),
+        }
     if arguments.notes:
         results["notes"] = arguments.notes.read_text().splitlines()
     if arguments.baseline:
         baseline = json.loads(arguments.baseline.read_text())
+        note = baseline.pop("note", arguments.baseline_note)
         baseline.pop("baseline", None)
-        results["baseline"] = {"note": arguments.baseline_note, "results": baseline}
+        results["baseline"] = {"note": note, "results": baseline}
     for path in report.write_report(results, arguments.docs):
         say(f"wrote {path}")
     missed = [verdict for verdict in report.verdicts(results) if not verdict.met]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
-import signal
 import subprocess
 import sys
 import textwrap
@@ -34,6 +33,7 @@ from tests.services import (
 from tests.template import bake_in_subprocess
 
 WRK_SUMMARY = Path(__file__).with_name("wrk_summary.lua")
+APP_COST = Path(__file__).with_name("app_cost.py")
 # The runtime image's ENV (Dockerfile): bytecode is compiled at build time, output unbuffered.
 IMAGE_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 # gunicorn.conf.py's GUNICORN_THREADS default for Django; the bare Django app gets the same.
@@ -99,6 +99,8 @@ class BareApp:
     description: str
     files: dict[str, str]
     command: Callable[[int, int], list[str]]
+    # What app_cost.py calls in-process: an ASGI app (or factory), or a Django settings module.
+    in_process: str
 
 
 BARE_APPS = {
@@ -108,6 +110,7 @@ BARE_APPS = {
             " with `uvicorn app.main:app --workers N` (uvicorn's defaults otherwise)"
         ),
         files=BARE_FASTAPI,
+        in_process="app.main:app",
         command=lambda port, workers: [
             *("uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)),
             *("--workers", str(workers)),
@@ -118,10 +121,12 @@ BARE_APPS = {
     "django": BareApp(
         description=(
             "a two-route Django hello world (`/`, `/health`; no apps, no middleware, no database)"
-            f" started with `gunicorn app.wsgi --workers N --threads {DJANGO_THREADS}`, the"
-            " rendered service's server and thread count"
+            f" started with `gunicorn app.wsgi --workers N --threads {DJANGO_THREADS}`: the"
+            " rendered service's server and threads, so the ratio is what the template adds to"
+            " Django rather than Django against FastAPI"
         ),
         files=BARE_DJANGO,
+        in_process="app.settings",
         command=lambda port, workers: [
             *("gunicorn", "app.wsgi", "--bind", f"127.0.0.1:{port}"),
             *("--workers", str(workers), "--threads", str(DJANGO_THREADS)),
@@ -248,18 +253,6 @@ def worker_memory(service: Service) -> list[dict[str, float]]:
     return memory
 
 
-def stop_quickly(service: Service) -> None:
-    """SIGINT: gunicorn's quick shutdown, skipping the drain; shutdown is not what is measured."""
-    if service.process is not None and service.process.poll() is None:
-        service.process.send_signal(signal.SIGINT)
-        try:
-            service.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            service.process.kill()
-            service.process.wait()
-    service.stop()
-
-
 class Contenders:
     """The rendered service and the bare app of one framework, started on demand."""
 
@@ -281,9 +274,10 @@ class Contenders:
         self.started += 1
         return self.logs / f"{self.deployment.framework}-{name}-{self.started}.log"
 
-    def rendered(self) -> Service:
+    def rendered(self, **env: str) -> Service:
         deployment = self.deployment
-        return Service(deployment.project, deployment.venv, self.env, self._log("rendered"))
+        env = {**self.env, **env}
+        return Service(deployment.project, deployment.venv, env, self._log("rendered"))
 
     def bare(self) -> Service:
         port = free_port()
@@ -305,7 +299,29 @@ def seconds_to_ready(service: Service) -> float:
         service.start(timeout=60)
         return round(time.perf_counter() - started, 3)
     finally:
-        stop_quickly(service)
+        service.stop()
+
+
+def app_costs(deployment: Deployment, env: dict[str, str], scratch: Path) -> dict[str, Any]:
+    """Microseconds per in-process /health request, rendered and bare (see app_cost.py)."""
+    package = deployment.project.name.replace("-", "_")
+    kind, rendered = ("asgi", f"{package}.main:create_app")
+    if deployment.framework == "django":
+        kind, rendered = ("wsgi", f"{package}.settings")
+    costs = {}
+    for name, directory, target in (
+        ("rendered", deployment.project, rendered),
+        ("bare", deployment.bare_dir, BARE_APPS[deployment.framework].in_process),
+    ):
+        output = scratch / f"{deployment.framework}-{name}-app-cost.json"
+        python = str(deployment.venv / "bin" / "python")
+        run(
+            [python, str(APP_COST), kind, target, str(output)],
+            cwd=directory,
+            env={"PATH": f"{deployment.venv / 'bin'}:/usr/bin:/bin", **env},
+        )
+        costs[name] = json.loads(output.read_text())
+    return costs
 
 
 def migrate(deployment: Deployment, database: str) -> None:
@@ -339,7 +355,7 @@ def running(*services: Service) -> Iterator[tuple[Service, ...]]:
         yield services
     finally:
         for service in services:
-            stop_quickly(service)
+            service.stop()
 
 
 def compare(
@@ -377,9 +393,14 @@ def compare(
             for name, service in by_name.items():
                 memory[name]["after_load"] = worker_memory(service)
         for _ in range(cold_starts):
-            cold["rendered"].append(seconds_to_ready(contenders.rendered()))
+            # No drain on the way out: it only delays the exit, which is not measured here.
+            cold["rendered"].append(
+                seconds_to_ready(contenders.rendered(SHUTDOWN_DRAIN_SECONDS="0"))
+            )
             cold["bare"].append(seconds_to_ready(contenders.bare()))
         progress(f"{framework} cold starts: {cold}")
+        in_process = app_costs(deployment, contenders.env, logs)
+        progress(f"{framework} in-process cost per /health request, us: {in_process}")
     return {
         "workers": workers,
         "rendered": {
@@ -402,4 +423,5 @@ def compare(
         "items": {"rendered": items},
         "cold_start_seconds": cold,
         "memory_mib": memory,
+        "app_cost_us": in_process,
     }

@@ -33,7 +33,10 @@ def logging_dict_config(*, json_output: bool, level: str) -> dict[str, Any]:
     """The stdlib `dictConfig` for the whole process."""
     if json_output:
         renderer: list[Any] = [
-            structlog.processors.dict_tracebacks,
+            # Tracebacks as JSON, without each frame's local variables: they may hold secrets.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.JSONRenderer(),
         ]
     else:

@@ -16,7 +16,7 @@ from {{ cookiecutter.package_name }}.middleware import (
 )
 from {{ cookiecutter.package_name }}.settings import Settings, get_settings
 
-logger = structlog.stdlib.get_logger(__name__)
+logger = structlog.get_logger(__name__)
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from {{ cookiecutter.package_name }}.shutdown import is_draining
 
-logger = structlog.stdlib.get_logger("access")
+logger = structlog.get_logger("access")
 
 
 class AccessLogMiddleware:

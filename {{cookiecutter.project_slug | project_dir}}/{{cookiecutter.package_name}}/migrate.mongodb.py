@@ -24,7 +24,7 @@ from {{ cookiecutter.package_name }}.documents import (
 from {{ cookiecutter.package_name }}.logging_config import configure_logging
 from {{ cookiecutter.package_name }}.settings import Settings, get_settings
 
-logger = structlog.stdlib.get_logger(__name__)
+logger = structlog.get_logger(__name__)
 
 # The server's error code for a collection that exists with other options (older servers
 # answer it for an existing collection with the same options too).

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from {{ cookiecutter.package_name }}.shutdown import is_draining
 
 router = APIRouter(tags=["health"])
-logger = structlog.stdlib.get_logger(__name__)
+logger = structlog.get_logger(__name__)
 
 
 @router.get("/health")
