@@ -12,7 +12,6 @@ import contextlib
 import json
 import shlex
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -20,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.locks import install_locked
 from tests.services import (
     Service,
+    collect_static,
     container_command,
     database_url,
     free_port,
@@ -176,18 +177,9 @@ def deploy(framework: str, workdir: Path) -> Deployment:
         raise RuntimeError(f"baking framework={framework} failed:\n{baked.stderr}")
     (project,) = output.iterdir()
     venv = workdir / f"{framework}-venv"
-    uv = [sys.executable, "-m", "uv"]
-    run([*uv, "venv", "-q", "--python", sys.executable, str(venv)])
-    lock = project / "requirements.lock"
-    run([*uv, "pip", "install", "-q", "--python", str(venv), "--require-hashes", "-r", str(lock)])
-    python = str(venv / "bin" / "python")
+    python = str(install_locked(project, venv, "requirements.lock"))
     run([python, "-m", "compileall", "-q", str(project), str(venv / "lib")])
-    if (project / "manage.py").is_file():
-        run(
-            [python, "manage.py", "collectstatic", "--noinput"],
-            cwd=project,
-            env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "SECRET_KEY": "collectstatic-only"},
-        )
+    collect_static(project, venv)
     bare_dir = workdir / f"{framework}-bare"
     for name, source in BARE_APPS[framework].files.items():
         path = bare_dir / name

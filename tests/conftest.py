@@ -1,7 +1,5 @@
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -9,6 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 from pytest_cookies.plugin import Cookies
 
+from tests.locks import install_locked
 from tests.template import answers_key, defaults
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -60,20 +59,7 @@ def project_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], P
     def install(project: Path) -> Path:
         if project not in cache:
             venv = tmp_path_factory.mktemp("venv")
-            uv = [sys.executable, "-m", "uv"]
-            subprocess.run([*uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
-            lock = project / "requirements-dev.lock"
-            source = (
-                ["--require-hashes", "-r", str(lock)]
-                if lock.is_file()
-                else ["-r", str(project / "pyproject.toml"), "--group", "dev"]
-            )
-            subprocess.run(
-                [*uv, "pip", "install", "-q", "--python", str(venv), *source],
-                cwd=project,
-                check=True,
-                timeout=600,
-            )
+            install_locked(project, venv)
             cache[project] = venv
         return cache[project]
 

@@ -14,7 +14,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -88,6 +87,22 @@ def pod_environment(framework: str) -> dict[str, str]:
     if framework == "django":
         env |= {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "127.0.0.1,localhost"}
     return env
+
+
+def collect_static(project: Path, venv: Path) -> None:
+    """The Dockerfile's Django build step: the image carries the collected static files."""
+    if not (project / "manage.py").is_file():
+        return
+    collected = subprocess.run(
+        in_venv(venv, ["python", "manage.py", "collectstatic", "--noinput"]),
+        cwd=project,
+        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "SECRET_KEY": "collectstatic-only"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert collected.returncode == 0, collected.stdout + collected.stderr
 
 
 def in_venv(venv: Path, command: list[str]) -> list[str]:
@@ -357,7 +372,3 @@ def raw_http(port: int, payload: bytes, timeout: float = 10) -> int:
     status_line = data.split(b"\r\n", 1)[0].decode()
     assert status_line.startswith("HTTP/1.1 "), f"no HTTP response: {data[:200]!r}"
     return int(status_line.split()[1])
-
-
-def python_in(venv: Path) -> str:
-    return str(venv / "bin" / "python") if (venv / "bin" / "python").exists() else sys.executable

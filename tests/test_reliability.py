@@ -24,6 +24,7 @@ from tests.services import (
     Load,
     Service,
     TcpProxy,
+    collect_static,
     database_url,
     in_venv,
     migrate_command,
@@ -75,21 +76,7 @@ def deployed_projects(
             shutil.copytree(baked_project, project)
             venv = project_venv(project)
             env = pod_environment(framework)
-            if (project / "manage.py").is_file():
-                # The Dockerfile's build step: the image carries the collected static files.
-                collected = subprocess.run(
-                    in_venv(venv, ["python", "manage.py", "collectstatic", "--noinput"]),
-                    cwd=project,
-                    env={
-                        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
-                        "SECRET_KEY": "collectstatic-only",
-                    },
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                    check=False,
-                )
-                assert collected.returncode == 0, collected.stdout + collected.stderr
+            collect_static(project, venv)
             cache[framework] = Deployed(framework, project, venv, env)
         return cache[framework]
 
