@@ -146,7 +146,6 @@ class _EmptyInput:
 
 def main() -> None:
     kind, target, output = sys.argv[1:4]
-    sys.path.insert(0, os.getcwd())
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the whole run
     costs = asgi_costs(target) if kind == "asgi" else wsgi_costs(target)
     # Variants whose /health is no longer a 200 (the middleware answers it) are left out.

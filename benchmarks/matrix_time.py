@@ -1,6 +1,6 @@
 """How long rendering and validating every combination takes: what tests/test_matrix.py does.
 
-    python benchmarks/matrix_time.py [--jobs 2]
+    python -m benchmarks.matrix_time [--jobs 2]
 
 Bakes every supported combination of cookiecutter.json's choices as a user would (in-process,
 hooks included, so each bake also runs the project's manifest validator), then runs the checks
@@ -22,12 +22,10 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from cookiecutter.main import cookiecutter
 
-from tests.matrix import check_combinations
-from tests.template import (
+from testkit.matrix import check_combinations
+from testkit.template import (
     TEMPLATE_ROOT,
     answers_key,
     bake_in_subprocess,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bake_time, matrix_time, report, serving
-from tests.template import TEMPLATE_ROOT, choice_options
+from testkit.template import TEMPLATE_ROOT, choice_options
 
 QUIET_LOAD = 1.0
 # The results before the template's performance fixes, with a "note" saying what changed.

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.locks import install_locked
-from tests.services import (
+from testkit.locks import install_locked
+from testkit.services import (
     Service,
     collect_static,
     container_command,
@@ -31,7 +31,7 @@ from tests.services import (
     pod_environment,
     throwaway_database,
 )
-from tests.template import bake_in_subprocess
+from testkit.template import bake_in_subprocess
 
 WRK_SUMMARY = Path(__file__).with_name("wrk_summary.lua")
 APP_COST = Path(__file__).with_name("app_cost.py")
@@ -310,7 +310,12 @@ def app_costs(deployment: Deployment, env: dict[str, str], scratch: Path) -> dic
         run(
             [python, str(APP_COST), kind, target, str(output)],
             cwd=directory,
-            env={"PATH": f"{deployment.venv / 'bin'}:/usr/bin:/bin", **env},
+            # The app under test is imported from its own directory, as its server would.
+            env={
+                "PATH": f"{deployment.venv / 'bin'}:/usr/bin:/bin",
+                "PYTHONPATH": str(directory),
+                **env,
+            },
         )
         costs[name] = json.loads(output.read_text())
     return costs

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 import pytest
 from pytest_cookies.plugin import Cookies
 
-from tests.locks import install_locked
-from tests.template import answers_key, defaults
+from testkit.locks import install_locked
+from testkit.template import answers_key, defaults
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
-from bakery.answers import InvalidAnswer, validate
 
-from tests.render import context_for
-from tests.template import COOKIECUTTER_JSON, bake_in_subprocess, defaults
+from hooks.bakery.answers import InvalidAnswer, validate
+from testkit.render import context_for
+from testkit.template import COOKIECUTTER_JSON, bake_in_subprocess, defaults
 
 GOOD = {
     **defaults(),

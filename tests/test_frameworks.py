@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.template import choice_options, supported_combinations
+from testkit.template import choice_options, supported_combinations
 
 FRAMEWORKS = choice_options()["framework"]
 DATABASE_PAIRS = list(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.locks import install_locked
-from tests.template import supported_combinations
+from testkit.locks import install_locked
+from testkit.template import supported_combinations
 
 pytestmark = pytest.mark.generated
 

@@ -14,19 +14,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bakery.jinja import (
+from cookiecutter.environment import StrictEnvironment
+from markdown_it import MarkdownIt
+
+from hooks.bakery.jinja import (
     dockerfile_string,
     markdown_text,
     python_string,
     toml_string,
     yaml_string,
 )
-from cookiecutter.environment import StrictEnvironment
-from markdown_it import MarkdownIt
-
-from tests.matrix import ruff_problems, yaml_problems
-from tests.render import context_for
-from tests.template import COOKIECUTTER_JSON, bake_in_subprocess, supported_combinations
+from testkit.matrix import ruff_problems, yaml_problems
+from testkit.render import context_for
+from testkit.template import COOKIECUTTER_JSON, bake_in_subprocess, supported_combinations
 
 HOSTILE_TEXTS = [
     "Quotes \"double\" and 'single', '''triple''' and \"\"\"triple\"\"\"",

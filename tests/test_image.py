@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from bakery.jinja import dockerfile_string
 
-from tests.images import (
+from hooks.bakery.jinja import dockerfile_string
+from testkit.images import (
     ISOLATION,
     Container,
     base_image_name,
@@ -32,7 +32,7 @@ from tests.images import (
     layer_sizes,
     process_status,
 )
-from tests.services import (
+from testkit.services import (
     database_url,
     free_port,
     migrate_command,
@@ -40,7 +40,7 @@ from tests.services import (
     psql,
     throwaway_database,
 )
-from tests.template import COOKIECUTTER_JSON, choice_options, defaults
+from testkit.template import COOKIECUTTER_JSON, choice_options, defaults
 
 pytestmark = pytest.mark.image
 

@@ -4,7 +4,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from bakery.layout import (
+
+from hooks.bakery.layout import (
     OPTION_FILES,
     apply_layout,
     final_path,
@@ -13,8 +14,7 @@ from bakery.layout import (
     variant_moves,
     variant_target,
 )
-
-from tests.template import TEMPLATE_ROOT, choice_options, defaults, supported_combinations
+from testkit.template import TEMPLATE_ROOT, choice_options, defaults, supported_combinations
 
 PROJECT_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug | project_dir}}"
 PACKAGE = "{package_name}"

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
-from bakery.local_env import local_secrets, write_local_env
 
-from tests.template import choice_options, defaults
+from hooks.bakery.local_env import local_secrets, write_local_env
+from testkit.template import choice_options, defaults
 
 
 def test_each_django_project_gets_its_own_strong_secret_key() -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bakery.answers import KUBERNETES_MINORS
 from kubernetes_validate.utils import latest_version
 
-from tests.template import (
+from hooks.bakery.answers import KUBERNETES_MINORS
+from testkit.template import (
     COOKIECUTTER_JSON,
     TEMPLATE_ROOT,
     bake_in_subprocess,

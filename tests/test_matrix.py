@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.matrix import check_combinations
-from tests.template import (
+from testkit.matrix import check_combinations
+from testkit.template import (
     answers_key,
     bake_in_subprocess,
     refusal,

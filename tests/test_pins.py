@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from bakery import pins
 
-from tests.locks import PLATFORMS, SUPPORTED_PYTHONS, install_locked, range_problems, read_lock
-from tests.template import TEMPLATE_ROOT, defaults, supported_combinations
+from hooks.bakery import pins
+from testkit.locks import PLATFORMS, SUPPORTED_PYTHONS, install_locked, range_problems, read_lock
+from testkit.template import TEMPLATE_ROOT, defaults, supported_combinations
 
 INDEX = json.loads(pins.INDEX_FILE.read_text(encoding="utf-8"))
 PINNED_COMBINATIONS = [

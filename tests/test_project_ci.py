@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.render import actionlint, render
-from tests.template import choice_options, defaults, supported_combinations
+from testkit.render import actionlint, render
+from testkit.template import choice_options, defaults, supported_combinations
 
 WORKFLOW = ".github/workflows/ci.yml"
 GITLAB_CI = ".gitlab-ci.yml"

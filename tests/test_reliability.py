@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import (
+from testkit.services import (
     Load,
     Service,
     TcpProxy,
@@ -33,7 +33,7 @@ from tests.services import (
     raw_http,
     throwaway_database,
 )
-from tests.template import choice_options
+from testkit.template import choice_options
 
 pytestmark = pytest.mark.reliability
 

@@ -5,7 +5,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.template import leftovers, text_files
+from testkit.template import leftovers, text_files
 
 
 def ruff(project: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,16 +15,12 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import tomllib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hooks"))
-
-from bakery import pins
-
-from tests.template import all_combinations, bake_in_subprocess, choice_options, refusal
+from hooks.bakery import pins
+from testkit.template import all_combinations, bake_in_subprocess, choice_options, refusal
 
 
 def bake(output: Path, answers: dict[str, str], *, fresh: bool) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from tests.template import answers_key, leftovers, text_files
+from testkit.template import answers_key, leftovers, text_files
 
 Bake = Callable[[Mapping[str, str]], Path]
 

@@ -10,11 +10,10 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from hooks.bakery.answers import combination_problems
+
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 COOKIECUTTER_JSON = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
-sys.path.insert(0, str(TEMPLATE_ROOT / "hooks"))
-
-from bakery.answers import combination_problems  # noqa: E402 - needs the path above
 
 # Text the rendered project must never contain: unrendered Jinja or cookiecutter variables.
 LEFTOVER_MARKERS = ("{{", "{%", "cookiecutter.")

@@ -10,7 +10,7 @@ relies only on `python3` and PATH.
 The stand-in is built once per machine and Python version; buildah's image store keeps it, so
 later runs find it there. A real image of that name, when present, is used as it is.
 
-Run as a script to build the stand-in ahead of time: `python -m tests.images 3.13`.
+Run as a script to build the stand-in ahead of time: `python -m testkit.images 3.13`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
 from jinja2 import FileSystemLoader
 
-from tests.template import TEMPLATE_ROOT
+from testkit.template import TEMPLATE_ROOT
 
 PROJECT_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug | project_dir}}"
 ACTIONLINT_DIR = TEMPLATE_ROOT / "tests" / "actionlint"
