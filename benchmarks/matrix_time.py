@@ -4,7 +4,7 @@
 
 Bakes every supported combination of cookiecutter.json's choices as a user would (in-process,
 hooks included, so each bake also runs the project's manifest validator), then runs the checks
-of tests/matrix.py over all of them: leftovers, blank-line runs, ruff check and ruff format
+of testkit/matrix.py over all of them: leftovers, blank-line runs, ruff check and ruff format
 --check (one run each), yamllint. The unsupported combinations go through the CLI and must be
 refused. --jobs bakes in parallel processes (default: one per CPU; the test suite's xdist runs
 the supported ones in one worker, as --jobs 1 does). Prints each stage's time and exits 1 when

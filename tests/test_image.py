@@ -1,7 +1,7 @@
 """Each framework's image, built from its own Dockerfile and run the way a cluster runs it.
 
 buildah builds it (chroot isolation, host network) on a local stand-in for the official Python
-base image; see tests/images.py. Every container and process started here is removed again.
+base image; see testkit/images.py. Every container and process started here is removed again.
 """
 
 from __future__ import annotations
