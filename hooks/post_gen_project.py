@@ -8,12 +8,13 @@ from pathlib import Path
 CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
 sys.path.insert(0, r"""{{ bakery_path }}""")
 
+from bakery.facts import conditions
 from bakery.layout import apply_layout
 from bakery.local_env import write_local_env
 from bakery.manifests import validate_manifests
 from bakery.pins import PinError, write_locks
 
-apply_layout(Path.cwd(), CONTEXT)
+apply_layout(Path.cwd(), conditions(CONTEXT))
 write_local_env(Path.cwd(), CONTEXT)
 try:
     print(write_locks(Path.cwd(), CONTEXT))

@@ -8,11 +8,14 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from hooks.bakery import pins
 from testkit.locks import PLATFORMS, SUPPORTED_PYTHONS, install_locked, range_problems, read_lock
@@ -23,6 +26,16 @@ PINNED_COMBINATIONS = [
     dict(part.split("=", 1) for part in key.split()) for key in INDEX["combinations"]
 ]
 LOCK_SETS = sorted(set(INDEX["combinations"].values()))
+MODULES_DATA = json.loads(pins.MODULES_FILE.read_text(encoding="utf-8"))
+RECORDED_MODULES: dict[str, list[str]] = MODULES_DATA["modules"]
+# Run in a venv: its distributions' versions, and importlib.metadata's top-level names of each.
+INSTALLED_MODULES = """
+import importlib.metadata as metadata, json
+versions = {found.metadata["Name"]: found.version for found in metadata.distributions()}
+print(json.dumps([versions, metadata.packages_distributions()]))
+"""
+# Inferred from an installed RECORD's byte-code of a single-module distribution; not importable.
+NOT_MODULES = {"__pycache__"}
 
 
 def lock_set_of(answers: dict[str, str]) -> Path:
@@ -97,6 +110,52 @@ def test_runtime_lock_is_the_dev_lock_without_the_dev_only_packages(name: str) -
 
     assert releases(runtime) <= releases(development)
     assert len(development) > len(runtime)
+
+
+def test_modules_are_recorded_for_exactly_the_pinned_releases() -> None:
+    pinned = {
+        f"{pin.name}=={pin.version}"
+        for name in INDEX["lock_sets"]
+        for lock in pins.LOCK_FILES
+        for pin in read_lock(pins.PINS_DIR / name / lock)
+    }
+
+    assert sorted(set(RECORDED_MODULES) ^ pinned) == [], f"run `{pins.MODULES_COMMAND}`"
+
+
+def test_a_wheels_modules_are_its_packages_and_single_modules_plain_or_compiled(
+    tmp_path: Path,
+) -> None:
+    wheel = tmp_path / "example-1.0-cp311-cp311-macosx_11_0_arm64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in [
+            "example/__init__.py",
+            "example/_speedups.cpython-311-darwin.so",
+            "example_namespace/part/__init__.py",  # no __init__.py of its own
+            "_cffi_backend.cpython-311-darwin.so",
+            "_native.pyd",
+            "single.py",
+            "example.libs/libssl.so.3",
+            "example-1.0.data/purelib/from_purelib.py",
+            "example-1.0.data/platlib/from_platlib/__init__.py",
+            "example-1.0.data/scripts/example-cli",
+            "example-1.0.data/data/share/man/example.1",
+            "example-1.0.dist-info/RECORD",
+            "example-1.0.dist-info/top_level.txt",
+            "example.pth",
+            "LICENSE",
+        ]:
+            archive.writestr(name, "")
+
+    assert pins.wheel_modules(wheel) == [
+        "_cffi_backend",
+        "_native",
+        "example",
+        "example_namespace",
+        "from_platlib",
+        "from_purelib",
+        "single",
+    ]
 
 
 def test_default_bake_copies_the_tested_locks_and_says_so(tmp_path: Path) -> None:
@@ -218,16 +277,71 @@ def test_offline_bake_without_uv_installs_with_hashes_and_passes_its_tests(
     assert suite.returncode == 0, suite.stdout[-5000:] + suite.stderr[-5000:]
 
 
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`synced(name)` -> the python of a venv uv synced to lock set `name`, once per module.
+
+    Runtime lock first, then the dev lock, each hash-checked and followed by `uv pip check`.
+    """
+    pythons: dict[str, Path] = {}
+
+    def install(name: str) -> Path:
+        if name not in pythons:
+            uv, venv = pins.find_uv(), tmp_path_factory.mktemp(name) / "venv"
+            subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, venv], check=True)
+            for lock in pins.LOCK_FILES:
+                sync = [uv, "pip", "sync", "--quiet", "--python", venv, "--require-hashes", lock]
+                subprocess.run(sync, cwd=pins.PINS_DIR / name, check=True, timeout=600)
+                subprocess.run([uv, "pip", "check", "--python", venv], check=True, timeout=120)
+            pythons[name] = venv / "bin" / "python"
+        return pythons[name]
+
+    return install
+
+
 @pytest.mark.pins
 @pytest.mark.parametrize("name", LOCK_SETS)
-def test_each_lock_set_installs_with_hash_checking(name: str, tmp_path: Path) -> None:
+def test_each_lock_set_installs_with_hash_checking(
+    name: str, synced: Callable[[str], Path]
+) -> None:
     """With uv, for speed: plain pip installs each framework's set in test_generated_suite.py."""
-    uv, venv = pins.find_uv(), str(tmp_path / "venv")
-    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, venv], check=True)
-    for lock in pins.LOCK_FILES:
-        sync = [uv, "pip", "sync", "--quiet", "--python", venv, "--require-hashes", lock]
-        subprocess.run(sync, cwd=pins.PINS_DIR / name, check=True, timeout=600)
-        subprocess.run([uv, "pip", "check", "--python", venv], check=True, timeout=120)
+    assert synced(name).exists()
+
+
+@pytest.mark.pins
+@pytest.mark.parametrize("name", LOCK_SETS)
+def test_installed_lock_set_has_exactly_the_recorded_modules(
+    name: str, synced: Callable[[str], Path]
+) -> None:
+    """The modules data is what the pinned releases install, not a list someone keeps."""
+    # Markers as the venv sees them: it runs this interpreter. The dev lock holds every runtime
+    # pin too, and uv's venv holds nothing else, not even pip.
+    pinned_here = {
+        f"{pin.name}=={pin.version}"
+        for pin in read_lock(pins.PINS_DIR / name / pins.DEV_LOCK)
+        if pin.applies({})
+    }
+    inspected = subprocess.run(
+        [synced(name), "-c", INSTALLED_MODULES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    versions, top_level = json.loads(inspected.stdout)
+    installed: dict[str, set[str]] = {
+        f"{canonicalize_name(distribution)}=={Version(version)}": set()
+        for distribution, version in versions.items()
+    }
+    for module, distributions in top_level.items():
+        for distribution in distributions:
+            if module not in NOT_MODULES:
+                release = f"{canonicalize_name(distribution)}=={Version(versions[distribution])}"
+                installed[release].add(module)
+
+    assert sorted(installed) == sorted(pinned_here)
+    recorded = {release: set(RECORDED_MODULES[release]) for release in pinned_here}
+    assert installed == recorded, f"run `{pins.MODULES_COMMAND}`"
 
 
 @pytest.mark.pins

@@ -5,8 +5,9 @@
 Bakes each supported combination (hooks included) from the template as committed at REV and from
 the working tree, then compares the two projects file by file. A refactoring of the template
 source should print `identical` for every combination; any other change is listed with its
-paths. `--renames` takes a JSON object `{"old/path": "new/path"}` (with `{package}` for the
-package directory) so that moved files are compared with their new place. `.env` holds a secret
+paths. `--renames` takes a JSON object `{"option=value": {"old/path": "new/path"}}` (with
+`{package}` for the package directory): moves made for the combinations with that answer, so that
+moved files are compared with their new place. `.env` holds a secret
 generated per bake, so only its variable names are compared.
 """
 
@@ -46,7 +47,8 @@ def export(rev: str, destination: Path) -> Path:
 def bake(template: str, answers: dict[str, str], output: str) -> str:
     command = [sys.executable, "-m", "cookiecutter", "--no-input", template, "-o", output]
     command += [f"{name}={value}" for name, value in answers.items()]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    # `-m` imports from the working directory: the template's own Jinja extension and hooks.
+    result = subprocess.run(command, cwd=template, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"baking {answers} from {template} failed:\n{result.stderr}")
     (project,) = Path(output).iterdir()
@@ -118,7 +120,9 @@ def main() -> int:
             package = answers.get("package_name", package)
             renames = {
                 old.format(package=package): new.format(package=package)
-                for old, new in renames_template.items()
+                for condition, moves in renames_template.items()
+                if answers.get(condition.partition("=")[0]) == condition.partition("=")[2]
+                for old, new in moves.items()
             }
             before, after = contents(before_project), contents(after_project)
             changes = compare(before, after, renames)

@@ -1,12 +1,15 @@
 """Regenerate the pinned dependencies the template ships in `pins/`, for every combination.
 
-    python -m tools.regenerate_pins            # keep each pin that still fits the ranges
-    python -m tools.regenerate_pins --upgrade  # move every pin to the newest version allowed
+    python -m tools.regenerate_pins                 # keep each pin that still fits the ranges
+    python -m tools.regenerate_pins --upgrade       # move every pin to the newest version allowed
+    python -m tools.regenerate_pins --modules-only  # only re-record pins/modules.json
 
 Bakes each combination of cookiecutter.json's choices as a user would (combinations the
 pre-generation hook refuses, per hooks/bakery/answers.py, are skipped), groups them by the
-dependencies their pyproject.toml declares, and resolves one lock pair per group with uv. Needs
-uv and the package index.
+dependencies their pyproject.toml declares, and resolves one lock pair per group with uv. Then
+records in pins/modules.json the top-level modules of every pinned release, read from one of its
+locked wheels, for the pre-generation hook to refuse as package names. Needs uv and the package
+index (--modules-only: only the index, through pip).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import os
 import shutil
 import tempfile
 import tomllib
+from collections import defaultdict
 from pathlib import Path
 
 from hooks.bakery import pins
+from testkit.locks import read_lock
 from testkit.template import all_combinations, bake_in_subprocess, choice_options, refusal
 
 
@@ -85,11 +90,40 @@ def regenerate(*, upgrade: bool) -> None:
             "combinations": combinations,
         }
         (new_pins / pins.INDEX_FILE.name).write_text(json.dumps(index, indent=2) + "\n")
+        record_modules(new_pins)
         shutil.rmtree(pins.PINS_DIR, ignore_errors=True)
         shutil.copytree(new_pins, pins.PINS_DIR)
     for name in lock_sets:
         count = sum(value == name for value in combinations.values())
         print(f"pins/{name}: {count} combinations")
+
+
+def locked_releases(pins_dir: Path) -> dict[str, set[str]]:
+    """Every release pinned in every lock set the index names: "name==version" -> its hashes."""
+    index = json.loads((pins_dir / pins.INDEX_FILE.name).read_text(encoding="utf-8"))
+    releases: dict[str, set[str]] = defaultdict(set)
+    for name in index["lock_sets"]:
+        for lock in pins.LOCK_FILES:
+            for pin in read_lock(pins_dir / name / lock):
+                releases[f"{pin.name}=={pin.version}"].update(pin.hashes)
+    return dict(sorted(releases.items()))
+
+
+def record_modules(pins_dir: Path) -> None:
+    """Write the modules file for the locks in `pins_dir`, as they are."""
+    releases = locked_releases(pins_dir)
+    with tempfile.TemporaryDirectory(prefix="pinned-wheels-") as wheels_name:
+        wheels = pins.download_wheels(releases, Path(wheels_name))
+        modules = {release: pins.wheel_modules(wheels[release]) for release in releases}
+    recorded = {
+        "regenerate": pins.MODULES_COMMAND,
+        # What installing each pinned release adds to sys.path, on every platform alike.
+        "modules": modules,
+    }
+    output = pins_dir / pins.MODULES_FILE.name
+    output.write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
+    count = len({module for names in modules.values() for module in names})
+    print(f"pins/{output.name}: {count} modules of {len(releases)} pinned releases")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,8 +133,19 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="move every pin to the newest version the ranges allow (default: keep those that fit)",
     )
+    parser.add_argument(
+        "--modules-only",
+        action="store_true",
+        help=f"keep the locks; only re-record {pins.MODULES_FILE.name} from them (no uv needed)",
+    )
+    arguments = parser.parse_args(argv)
+    if arguments.modules_only and arguments.upgrade:
+        parser.error("--modules-only keeps the locks as they are; it cannot --upgrade them")
     try:
-        regenerate(upgrade=parser.parse_args(argv).upgrade)
+        if arguments.modules_only:
+            record_modules(pins.PINS_DIR)
+        else:
+            regenerate(upgrade=arguments.upgrade)
     except pins.PinError as error:
         raise SystemExit(f"error: {error}") from None
 

@@ -23,12 +23,12 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 {%- else %}
 
 from {{ cookiecutter.package_name }}.concurrency import worker_count
-from {{ cookiecutter.package_name }}.logging_config import logging_dict_config
-from {{ cookiecutter.package_name }}.settings import get_settings
+from {{ cookiecutter.package_name }}.core.logging_config import logging_dict_config
+from {{ cookiecutter.package_name }}.core.settings import get_settings
 
 wsgi_app = "{{ cookiecutter.package_name }}.main:app"
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-worker_class = "{{ cookiecutter.package_name }}.worker.DrainingUvicornWorker"
+worker_class = "{{ cookiecutter.package_name }}.core.worker.DrainingUvicornWorker"
 {%- endif %}
 workers = worker_count()
 

@@ -7,6 +7,8 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 
+from .pins import shipped_modules
+
 # Kubernetes Service names are DNS-1035 labels (a letter first) of at most 63 characters. The
 # slug also gets suffixes ("-migrate", kustomize hashes) and overlay prefixes, so keep headroom.
 SLUG_MAX_LENGTH = 40
@@ -17,46 +19,6 @@ PACKAGE_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
-# Top-level modules the generated project imports, in any combination: a package of the same
-# name would shadow them.
-DEPENDENCY_MODULES = frozenset(
-    {
-        "alembic",
-        "anyio",
-        "asgi_correlation_id",
-        "asgiref",
-        "asyncpg",
-        "bson",
-        "django",
-        "django_structlog",
-        "dns",
-        "dotenv",
-        "environ",
-        "fastapi",
-        "gridfs",
-        "gunicorn",
-        "httptools",
-        "httpx",
-        "ipware",
-        "mako",
-        "pydantic",
-        "pydantic_settings",
-        "pymongo",
-        "psycopg",
-        "pytest",
-        "pytest_asyncio",
-        "pytest_django",
-        "sqlalchemy",
-        "sqlparse",
-        "starlette",
-        "structlog",
-        "uvicorn",
-        "uvicorn_worker",
-        "uvloop",
-        "whitenoise",
-        "yaml",
-    }
-)
 # Names the project itself uses at its top level.
 RESERVED_PACKAGE_NAMES = frozenset(
     {"tests", "test", "conftest", "migrations", "manage", "config", "k8s", "staticfiles"}
@@ -108,8 +70,8 @@ def package_problems(name: str) -> Iterator[str]:
         yield "is a Python keyword"
     elif name in sys.stdlib_module_names:
         yield "shadows the standard-library module of the same name"
-    elif name in DEPENDENCY_MODULES:
-        yield "shadows a module the generated project imports"
+    elif name in shipped_modules():
+        yield "shadows a module the generated project's dependencies install"
     elif name in RESERVED_PACKAGE_NAMES:
         yield "is a name the generated project uses for its own files"
 

@@ -16,6 +16,7 @@ from jinja2 import Environment
 from jinja2.ext import Extension
 
 from .answers import SLUG_MAX_LENGTH
+from .facts import derive
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_TEMPLATE = "{{cookiecutter.project_slug | project_dir}}"
@@ -122,6 +123,7 @@ class QuotingExtension(Extension):
         environment.filters["markdown_text"] = markdown_text
         environment.filters["dockerfile_string"] = dockerfile_string
         environment.filters["project_dir"] = project_dir
+        environment.globals["project_facts"] = derive
         # The hooks import this package; cookiecutter's `_repo_dir` can be relative to a cwd
         # the hook scripts do not share, so hand them an absolute path.
         environment.globals["bakery_path"] = str(Path(__file__).resolve().parents[1])

@@ -2,7 +2,8 @@
 
 The bake runs exactly the command the project ships (`python k8s/validate.py`), with the Python
 that runs cookiecutter, so the template and the projects it generates never disagree about what
-a valid manifest is.
+a valid manifest is. That Python often lacks kubectl and the other validators: the validator then
+checks what it can without them and says in one line what it did not check.
 """
 
 from __future__ import annotations

@@ -2,39 +2,48 @@
 
 The template ships one pair of pip-compatible lock files with hashes per distinct dependency set
 in `pins/`; `pins/combinations.json` records the answers each pair serves (and, for the tests,
-every combination it was regenerated for). Copying a pair needs neither uv nor a network.
+every combination it was regenerated for), and `pins/modules.json` the top-level modules each
+pinned release installs, which the project's own package must not shadow. Copying a pair needs
+neither uv nor a network.
 `TEMPLATE_FRESH_LOCK=1` asks for the newest versions the project's ranges allow instead, resolved
 with uv. `tools/regenerate_pins.py` rebuilds `pins/` with the helpers at the end of this module.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import sys
+import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 PINS_DIR = Path(__file__).resolve().parents[2] / "pins"
 INDEX_FILE = PINS_DIR / "combinations.json"
+MODULES_FILE = PINS_DIR / "modules.json"
 RUNTIME_LOCK = "requirements.lock"
 DEV_LOCK = "requirements-dev.lock"
 LOCK_FILES = (RUNTIME_LOCK, DEV_LOCK)
 FRESH_VARIABLE = "TEMPLATE_FRESH_LOCK"
 REGENERATE_COMMAND = "python -m tools.regenerate_pins"
+MODULES_COMMAND = f"{REGENERATE_COMMAND} --modules-only"
 NO_PINS = "the template ships no pinned dependencies"
 
 # The generated Makefile's `lock` target passes the same options (a test holds them together).
 # --python-version is the project's requires-python floor: a universal lock resolved for it
 # covers every newer Python on Linux and macOS. Without annotations and with a fixed header
 # command, the files never mention the project's name, so one pair serves every project.
+PYTHON_FLOOR = "3.11"
 COMPILE_OPTIONS = (
     "--universal",
     "--generate-hashes",
     "--python-version",
-    "3.11",
+    PYTHON_FLOOR,
     "--no-annotate",
     "--custom-compile-command",
     "make lock",
@@ -87,6 +96,17 @@ def shipped_lock_set(answers: Mapping[str, object]) -> Path:
             f" `{REGENERATE_COMMAND}`, or set {FRESH_VARIABLE}=1 to resolve them now with uv"
         )
     return PINS_DIR / matches[0]
+
+
+@functools.cache
+def shipped_modules() -> frozenset[str]:
+    """Every top-level module that some shipped lock installs, on any platform its markers name.
+
+    A project package of the same name would be imported in place of the dependency (the
+    project's root comes first on sys.path), so no bake may choose one, whichever its lock set.
+    """
+    recorded = json.loads(MODULES_FILE.read_text(encoding="utf-8"))["modules"]
+    return frozenset(module for modules in recorded.values() for module in modules)
 
 
 def copy_shipped(project: Path, answers: Mapping[str, object]) -> str:
@@ -194,3 +214,84 @@ def changes_inputs(option: str, inputs_by_combination: list[tuple[dict[str, str]
         rest = tuple(sorted((name, value) for name, value in answers.items() if name != option))
         inputs_by_rest[rest].add(inputs)
     return any(len(inputs) > 1 for inputs in inputs_by_rest.values())
+
+
+# Any wheel of a release installs the same top-level modules, so one wheel per pin suffices,
+# whichever platforms its marker names. pip widens a macOS tag to the older macOS releases but
+# not a manylinux tag to the older glibc ones, so those are listed.
+WHEEL_PLATFORMS = (
+    *(
+        f"manylinux_2_{glibc}_{machine}"
+        for glibc in range(28, 4, -1)
+        for machine in ("x86_64", "aarch64")
+    ),
+    *(
+        f"manylinux{legacy}_{machine}"
+        for legacy in ("2014", "2010", "1")
+        for machine in ("x86_64", "aarch64")
+    ),
+    "macosx_15_0_arm64",
+    "macosx_15_0_x86_64",
+    "win_amd64",
+)
+# Top-level files that are modules: source, bytecode, and extensions on Linux, macOS, Windows.
+MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
+
+
+def download_wheels(releases: Mapping[str, Iterable[str]], directory: Path) -> dict[str, Path]:
+    """One wheel of each release ("name==version" -> its sha256 hashes from the locks).
+
+    pip checks every download against the lock's hashes, so the wheels are the locked files.
+    """
+    requirements = directory / "requirements.txt"
+    requirements.write_text(
+        "".join(
+            " ".join([release, *(f"--hash={value}" for value in sorted(hashes))]) + "\n"
+            for release, hashes in releases.items()
+        ),
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+    command += ["--only-binary", ":all:", "--implementation", "cp"]
+    command += ["--python-version", PYTHON_FLOOR]
+    command += [option for platform in WHEEL_PLATFORMS for option in ("--platform", platform)]
+    command += ["--dest", str(directory), "--requirement", str(requirements)]
+    # The command is pip with the fixed options above and the locks' own pins.
+    result = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, timeout=1800, check=False
+    )
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+        reason = " ".join(errors).replace("ERROR: ", "") or result.returncode
+        raise PinError(f"pip could not download the pinned wheels: {reason}")
+    by_hash = {value: release for release, hashes in releases.items() for value in hashes}
+    wheels = {}
+    for wheel in directory.glob("*.whl"):
+        digest = "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest()
+        wheels[by_hash[digest]] = wheel
+    missing = sorted(set(releases) - set(wheels))
+    if missing:
+        raise PinError(f"pip downloaded no wheel for {', '.join(missing)}")
+    return wheels
+
+
+def wheel_modules(wheel: Path) -> list[str]:
+    """The top-level modules installing the wheel adds: packages (namespace ones too) and
+    single modules, plain or compiled; not its metadata, scripts, data or vendored libraries."""
+    modules = set()
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            top, *rest = PurePosixPath(name).parts
+            if top.endswith(".data"):
+                # Of a wheel's .data directories, only these two are installed beside its modules.
+                if len(rest) < 2 or rest[0] not in {"purelib", "platlib"}:
+                    continue
+                top, *rest = rest[1:]
+            if not rest:
+                if not top.endswith(MODULE_SUFFIXES):
+                    continue
+                # "_cffi_backend.cpython-311-x86_64-linux-gnu.so" is the module _cffi_backend.
+                top = top.split(".", 1)[0]
+            if top.isidentifier():
+                modules.add(top)
+    return sorted(modules)

@@ -1,0 +1,60 @@
+"""Facts derived from the answers, computed here once for the templates, the hooks and the tests.
+
+Templates read them with `{%- set facts = project_facts(cookiecutter) %}` (the Jinja extension
+registers `project_facts`); the hooks and the tests call `derive` with the answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DATABASE_PORTS = {"postgresql": 5432, "mongodb": 27017}
+DATABASE_URL_VARIABLES = {"postgresql": "DATABASE_URL", "mongodb": "MONGODB_URL"}
+
+
+@dataclass(frozen=True)
+class Facts:
+    # Variables the Kubernetes Secret holds.
+    secret_names: tuple[str, ...]
+    # The port the service reaches its database on; None without a database.
+    database_port: int | None
+    # What the migration initContainer (and `make migrate`) runs; empty without a database.
+    migrate_command: tuple[str, ...]
+
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self.secret_names)
+
+    @property
+    def has_database(self) -> bool:
+        return self.database_port is not None
+
+
+def derive(answers: Mapping[str, object]) -> Facts:
+    framework, database = answers["framework"], str(answers["database"])
+    secret_names = [DATABASE_URL_VARIABLES[database]] if database in DATABASE_URL_VARIABLES else []
+    if framework == "django":
+        secret_names.append("SECRET_KEY")
+    migrate_command: tuple[str, ...] = ()
+    if database in DATABASE_PORTS:
+        migrate_command = (
+            ("python", "manage.py", "migrate_locked")
+            if framework == "django"
+            else ("python", "-m", f"{answers['package_name']}.migrate")
+        )
+    return Facts(
+        secret_names=tuple(secret_names),
+        database_port=DATABASE_PORTS.get(database),
+        migrate_command=migrate_command,
+    )
+
+
+def conditions(answers: Mapping[str, object]) -> dict[str, str]:
+    """What a condition folder (`name=value`, see layout.py) can name: the answers, and facts
+    that several answers decide."""
+    facts = derive(answers)
+    return {
+        **{name: str(value) for name, value in answers.items() if not name.startswith("_")},
+        "secrets": "yes" if facts.has_secrets else "no",
+    }

@@ -1,0 +1,56 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+
+from {{ cookiecutter.package_name }}.api.routes import health, items
+from {{ cookiecutter.package_name }}.core.db import create_client
+from {{ cookiecutter.package_name }}.core.errors import install_error_handlers
+from {{ cookiecutter.package_name }}.core.limits import RequestLimitsMiddleware
+from {{ cookiecutter.package_name }}.core.logging_config import configure_logging
+from {{ cookiecutter.package_name }}.core.middleware import (
+    AccessLogMiddleware,
+    CloseWhenDrainingMiddleware,
+)
+from {{ cookiecutter.package_name }}.core.settings import Settings, get_settings
+
+logger = structlog.get_logger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    client = create_client(settings)
+    app.state.database = client[settings.mongodb_database]
+    logger.info("database client created", max_pool_size=settings.mongodb_max_pool_size)
+    try:
+        yield
+    finally:
+        await client.close()
+        logger.info("database client closed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(health.router)
+    app.include_router(items.router)
+    install_error_handlers(app)
+    # The last added runs first: request id, then the access log, then limits and draining.
+    app.add_middleware(CloseWhenDrainingMiddleware)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_query_bytes=settings.max_query_bytes,
+    )
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    return app
+
+
+app = create_app()

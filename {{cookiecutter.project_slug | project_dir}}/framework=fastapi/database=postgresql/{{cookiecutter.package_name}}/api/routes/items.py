@@ -1,0 +1,46 @@
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from sqlalchemy import func, select
+
+from {{ cookiecutter.package_name }}.core.db import Session
+from {{ cookiecutter.package_name }}.models import Item
+from {{ cookiecutter.package_name }}.schemas import ItemCreate, ItemPage, ItemRead
+
+router = APIRouter(prefix="/api/v1/items", tags=["items"])
+
+# The primary key is a PostgreSQL integer: larger ids are a 422, not a driver overflow error.
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_item(payload: ItemCreate, session: Session) -> ItemRead:
+    item = Item(**payload.model_dump())
+    session.add(item)
+    await session.commit()
+    await session.refresh(item)
+    return ItemRead.model_validate(item)
+
+
+@router.get("")
+async def list_items(
+    session: Session,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ItemPage:
+    total = await session.scalar(select(func.count()).select_from(Item))
+    rows = await session.scalars(select(Item).order_by(Item.id).limit(limit).offset(offset))
+    return ItemPage(
+        items=[ItemRead.model_validate(row) for row in rows],
+        total=total or 0,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/{item_id}")
+async def get_item(item_id: ItemId, session: Session) -> ItemRead:
+    item = await session.get(Item, item_id)
+    if item is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Item not found")
+    return ItemRead.model_validate(item)
