@@ -33,6 +33,15 @@ def blank_line_runs(project: Path) -> list[str]:
     ]
 
 
+def empty_folders(project: Path) -> list[str]:
+    """A folder left empty by the layout (a condition folder's skeleton) is clutter to a user."""
+    return [
+        f"{path.relative_to(project)}: empty folder"
+        for path in sorted(project.rglob("*"))
+        if path.is_dir() and not any(path.iterdir())
+    ]
+
+
 def ruff_problems(projects: Iterable[Path]) -> dict[Path, list[str]]:
     """`ruff check` and `ruff format --check`, each run once over all the projects."""
     projects = list(projects)
@@ -87,7 +96,8 @@ def check_combinations(
     """Every problem of every combination's bake, by answers_key; an empty list when clean."""
     projects = {answers_key(answers): bake(answers) for answers in combinations}
     problems = {
-        key: leftovers(project) + blank_line_runs(project) for key, project in projects.items()
+        key: leftovers(project) + blank_line_runs(project) + empty_folders(project)
+        for key, project in projects.items()
     }
     for found in (ruff_problems(projects.values()), yaml_problems(projects.values())):
         for key, project in projects.items():

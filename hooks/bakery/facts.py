@@ -6,8 +6,12 @@ registers `project_facts`); the hooks and the tests call `derive` with the answe
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from .pins import MODULES_FILE
 
 DATABASE_PORTS = {"postgresql": 5432, "mongodb": 27017}
 DATABASE_URL_VARIABLES = {"postgresql": "DATABASE_URL", "mongodb": "MONGODB_URL"}
@@ -58,3 +62,15 @@ def conditions(answers: Mapping[str, object]) -> dict[str, str]:
         **{name: str(value) for name, value in answers.items() if not name.startswith("_")},
         "secrets": "yes" if facts.has_secrets else "no",
     }
+
+
+@functools.cache
+def shadowed_modules() -> frozenset[str]:
+    """Every top-level module some shipped lock installs, on any platform its markers name.
+
+    A project package of the same name would be imported in place of the dependency (the
+    project's root comes first on sys.path), so no bake may choose one, whichever its lock set.
+    `tools/regenerate_pins.py` records them from the pinned wheels.
+    """
+    recorded = json.loads(MODULES_FILE.read_text(encoding="utf-8"))["modules"]
+    return frozenset(module for modules in recorded.values() for module in modules)

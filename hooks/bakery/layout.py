@@ -56,3 +56,16 @@ def apply_layout(directory: Path, conditions: Mapping[str, str]) -> None:
         apply_layout(child, conditions)
         if condition is not None:
             merge(child, directory)
+
+
+def landing_path(template_path: str, conditions: Mapping[str, str]) -> str | None:
+    """Where a template file lands for these answers (`framework=fastapi/main.py` -> `main.py`),
+    or None when one of its condition folders does not hold."""
+    parts = []
+    for part in template_path.split("/"):
+        condition = condition_of(Path(part))
+        if condition is None:
+            parts.append(part)
+        elif not holds(condition, conditions):
+            return None
+    return "/".join(parts)

@@ -11,7 +11,6 @@ with uv. `tools/regenerate_pins.py` rebuilds `pins/` with the helpers at the end
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -96,17 +95,6 @@ def shipped_lock_set(answers: Mapping[str, object]) -> Path:
             f" `{REGENERATE_COMMAND}`, or set {FRESH_VARIABLE}=1 to resolve them now with uv"
         )
     return PINS_DIR / matches[0]
-
-
-@functools.cache
-def shipped_modules() -> frozenset[str]:
-    """Every top-level module that some shipped lock installs, on any platform its markers name.
-
-    A project package of the same name would be imported in place of the dependency (the
-    project's root comes first on sys.path), so no bake may choose one, whichever its lock set.
-    """
-    recorded = json.loads(MODULES_FILE.read_text(encoding="utf-8"))["modules"]
-    return frozenset(module for modules in recorded.values() for module in modules)
 
 
 def copy_shipped(project: Path, answers: Mapping[str, object]) -> str:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from {{ cookiecutter.package_name }} import shutdown
+from {{ cookiecutter.package_name }}.core import shutdown
 from {{ cookiecutter.package_name }}.core.limits import RequestLimitsMiddleware
 from {{ cookiecutter.package_name }}.core.middleware import CloseWhenDrainingMiddleware
 

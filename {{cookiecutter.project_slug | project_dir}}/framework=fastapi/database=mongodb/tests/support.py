@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager
 import httpx
 from pymongo import MongoClient
 
-from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.core.settings import Settings
+from {{ cookiecutter.package_name }}.main import create_app
 
 SERVER_URL = os.environ.get("MONGODB_URL")
 NO_SERVER = "needs a MongoDB server: set MONGODB_URL, e.g. mongodb://127.0.0.1:27017"

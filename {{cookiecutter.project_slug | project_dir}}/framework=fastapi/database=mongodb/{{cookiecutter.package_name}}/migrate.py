@@ -16,13 +16,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from {{ cookiecutter.package_name }}.core.db import create_client
+from {{ cookiecutter.package_name }}.core.logging_config import configure_logging
+from {{ cookiecutter.package_name }}.core.settings import Settings, get_settings
 from {{ cookiecutter.package_name }}.documents import (
     COLLECTION,
     ITEM_INDEXES,
     ITEM_VALIDATOR,
 )
-from {{ cookiecutter.package_name }}.core.logging_config import configure_logging
-from {{ cookiecutter.package_name }}.core.settings import Settings, get_settings
 
 logger = structlog.get_logger(__name__)
 

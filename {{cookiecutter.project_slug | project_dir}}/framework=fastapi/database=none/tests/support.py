@@ -5,8 +5,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.core.settings import Settings
+from {{ cookiecutter.package_name }}.main import create_app
 
 
 @asynccontextmanager

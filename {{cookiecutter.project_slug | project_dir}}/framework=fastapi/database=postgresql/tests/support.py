@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.core.settings import Settings
+from {{ cookiecutter.package_name }}.main import create_app
 
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MIGRATE_COMMAND = [sys.executable, "-m", "{{ cookiecutter.package_name }}.migrate"]

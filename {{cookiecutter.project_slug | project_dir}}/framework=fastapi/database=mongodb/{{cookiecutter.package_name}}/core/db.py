@@ -6,8 +6,8 @@ from fastapi import Depends, Request
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
-from {{ cookiecutter.package_name }}.documents import COLLECTION
 from {{ cookiecutter.package_name }}.core.settings import Settings
+from {{ cookiecutter.package_name }}.documents import COLLECTION
 
 Document = dict[str, Any]
 

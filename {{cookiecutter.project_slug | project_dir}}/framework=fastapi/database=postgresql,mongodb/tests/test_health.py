@@ -1,3 +1,4 @@
+{% if cookiecutter.database == "mongodb" -%}
 import socket
 import time
 from collections.abc import Iterator
@@ -7,6 +8,14 @@ import pytest
 
 from {{ cookiecutter.package_name }}.core.settings import Settings
 from tests.support import serve
+{%- else -%}
+import time
+
+import httpx
+
+from {{ cookiecutter.package_name }}.core.settings import Settings
+from tests.support import UNREACHABLE_DATABASE_URL, serve
+{%- endif %}
 
 
 async def test_health_answers_without_touching_the_database(client: httpx.AsyncClient) -> None:
@@ -15,15 +24,23 @@ async def test_health_answers_without_touching_the_database(client: httpx.AsyncC
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
-
+{% if cookiecutter.database == "mongodb" %}
 async def test_ready_when_the_database_answers(mongodb_client: httpx.AsyncClient) -> None:
     response = await mongodb_client.get("/ready")
+{%- else %}
+async def test_ready_when_the_database_answers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+{%- endif %}
 
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
 
-
+{% if cookiecutter.database == "mongodb" %}
 async def test_not_ready_and_fast_when_the_database_is_unreachable(settings: Settings) -> None:
+{%- else %}
+async def test_not_ready_and_fast_when_the_database_is_unreachable() -> None:
+    settings = Settings(database_url=UNREACHABLE_DATABASE_URL, log_format="json", ready_timeout=1.0)
+{%- endif %}
     async with serve(settings) as client:
         started = time.monotonic()
         ready = await client.get("/ready")
@@ -38,6 +55,7 @@ async def test_not_ready_and_fast_when_the_database_is_unreachable(settings: Set
     assert health.status_code == 200
     assert items.status_code == 503
     assert items.json() == {"detail": "Database unavailable, try again later"}
+{%- if cookiecutter.database == "mongodb" %}
     assert items.headers["Retry-After"] == "1"
 
 
@@ -71,3 +89,4 @@ async def test_ready_answers_within_its_time_box_when_the_database_hangs(
     }
     # Well under MONGODB_TIMEOUT (5 s), with room for a loaded CI machine.
     assert elapsed < 3
+{%- endif %}

@@ -3,8 +3,12 @@
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+{%- if cookiecutter.database == "postgresql" %}
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+{%- elif cookiecutter.database == "mongodb" %}
+from pymongo.errors import ConnectionFailure
+{%- endif %}
 
 logger = structlog.get_logger(__name__)
 
@@ -16,6 +20,7 @@ async def database_unavailable(request: Request, exc: Exception) -> JSONResponse
         status_code=503,
         headers={"Retry-After": "1"},
     )
+{%- if cookiecutter.database == "postgresql" %}
 
 
 def is_connection_error(exc: DBAPIError) -> bool:
@@ -26,10 +31,16 @@ async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
     if is_connection_error(exc):
         return await database_unavailable(request, exc)
     raise exc
+{%- endif %}
 
 
 def install_error_handlers(app: FastAPI) -> None:
+{%- if cookiecutter.database == "postgresql" %}
     # asyncpg raises OSError (connection refused, unreachable) before SQLAlchemy can wrap it.
     app.add_exception_handler(OSError, database_unavailable)
     app.add_exception_handler(PoolTimeoutError, database_unavailable)
     app.add_exception_handler(DBAPIError, database_error)
+{%- elif cookiecutter.database == "mongodb" %}
+    # No server within MONGODB_TIMEOUT, or a connection lost or silent mid-request.
+    app.add_exception_handler(ConnectionFailure, database_unavailable)
+{%- endif %}

@@ -1,8 +1,14 @@
 """URL configuration; /health and /ready are answered before it, by core.middleware."""
 
+{% if cookiecutter.database == "postgresql" -%}
+from django.contrib import admin
+{% endif -%}
 from django.urls import include, path
 
 urlpatterns = [
+{%- if cookiecutter.database == "postgresql" %}
+    path("admin/", admin.site.urls),
+{%- endif %}
     path("", include("{{ cookiecutter.package_name }}.items.urls")),
 ]
 

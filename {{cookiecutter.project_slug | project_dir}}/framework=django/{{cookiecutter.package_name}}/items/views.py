@@ -10,12 +10,20 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from {{ cookiecutter.package_name }}.items.forms import ItemForm, PageForm
+{%- if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.items.models import Item
+{%- else %}
+from {{ cookiecutter.package_name }}.items.store import Item, items
+{%- endif %}
 
 
 def item_json(item: Item) -> dict[str, Any]:
     return {
+{%- if cookiecutter.database == "postgresql" %}
         "id": item.pk,
+{%- else %}
+        "id": item.id,
+{%- endif %}
         "name": item.name,
         "description": item.description,
         "created_at": item.created_at,
@@ -37,11 +45,20 @@ class ItemCollectionView(View):
         if not page.is_valid():
             return invalid(page.errors)
         limit, offset = page.cleaned_data["limit"], page.cleaned_data["offset"]
+{%- if cookiecutter.database == "postgresql" %}
         items = Item.objects.all()[offset : offset + limit]
+{%- else %}
+        found, total = items.page(limit, offset)
+{%- endif %}
         return JsonResponse(
             {
+{%- if cookiecutter.database == "postgresql" %}
                 "items": [item_json(item) for item in items],
                 "total": Item.objects.count(),
+{%- else %}
+                "items": [item_json(item) for item in found],
+                "total": total,
+{%- endif %}
                 "limit": limit,
                 "offset": offset,
             }
@@ -57,13 +74,23 @@ class ItemCollectionView(View):
         form = ItemForm(payload)
         if not form.is_valid():
             return invalid(form.errors)
+{%- if cookiecutter.database == "postgresql" %}
         return JsonResponse(item_json(form.save()), status=201)
+{%- else %}
+        item = items.add(form.cleaned_data["name"], form.cleaned_data["description"])
+        return JsonResponse(item_json(item), status=201)
+{%- endif %}
 
 
 class ItemDetailView(View):
     def get(self, request: HttpRequest, item_id: int) -> JsonResponse:
+{%- if cookiecutter.database == "postgresql" %}
         try:
             item = Item.objects.get(pk=item_id)
         except Item.DoesNotExist:
+{%- else %}
+        item = items.get(item_id)
+        if item is None:
+{%- endif %}
             return JsonResponse({"detail": "Item not found"}, status=404)
         return JsonResponse(item_json(item))

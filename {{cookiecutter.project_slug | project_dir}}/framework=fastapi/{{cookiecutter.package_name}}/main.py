@@ -1,13 +1,20 @@
+{% if cookiecutter.database != "none" -%}
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
+{% endif -%}
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.api.routes import health, items
+{%- if cookiecutter.database == "postgresql" %}
+from {{ cookiecutter.package_name }}.core.db import create_engine, create_sessionmaker
+from {{ cookiecutter.package_name }}.core.errors import install_error_handlers
+{%- elif cookiecutter.database == "mongodb" %}
 from {{ cookiecutter.package_name }}.core.db import create_client
 from {{ cookiecutter.package_name }}.core.errors import install_error_handlers
+{%- endif %}
 from {{ cookiecutter.package_name }}.core.limits import RequestLimitsMiddleware
 from {{ cookiecutter.package_name }}.core.logging_config import configure_logging
 from {{ cookiecutter.package_name }}.core.middleware import (
@@ -15,6 +22,9 @@ from {{ cookiecutter.package_name }}.core.middleware import (
     CloseWhenDrainingMiddleware,
 )
 from {{ cookiecutter.package_name }}.core.settings import Settings, get_settings
+{%- if cookiecutter.database == "none" %}
+from {{ cookiecutter.package_name }}.store import ItemStore
+{%- else %}
 
 logger = structlog.get_logger(__name__)
 
@@ -22,6 +32,17 @@ logger = structlog.get_logger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+{%- if cookiecutter.database == "postgresql" %}
+    engine = create_engine(settings)
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    logger.info("database pool created", pool_size=settings.database_pool_size)
+    try:
+        yield
+    finally:
+        await engine.dispose()
+        logger.info("database pool disposed")
+{%- elif cookiecutter.database == "mongodb" %}
     client = create_client(settings)
     app.state.database = client[settings.mongodb_database]
     logger.info("database client created", max_pool_size=settings.mongodb_max_pool_size)
@@ -30,16 +51,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await client.close()
         logger.info("database client closed")
+{%- endif %}
+{%- endif %}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+{%- if cookiecutter.database == "none" %}
+    app = FastAPI(title=settings.app_name)
+    app.state.settings = settings
+    app.state.items = ItemStore()
+{%- else %}
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
     app.state.settings = settings
+{%- endif %}
     app.include_router(health.router)
     app.include_router(items.router)
+{%- if cookiecutter.database != "none" %}
     install_error_handlers(app)
+{%- endif %}
     # The last added runs first: request id, then the access log, then limits and draining.
     app.add_middleware(CloseWhenDrainingMiddleware)
     app.add_middleware(

@@ -8,23 +8,32 @@ import sys
 import time
 import urllib.error
 import urllib.request
+{%- if cookiecutter.database == "postgresql" %}
 import uuid
+{%- endif %}
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
+{%- if cookiecutter.database == "postgresql" %}
 from urllib.parse import urlsplit
+{%- endif %}
 
+{% if cookiecutter.database == "postgresql" -%}
 import psycopg
+{% endif -%}
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+{%- if cookiecutter.database == "postgresql" %}
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Port 1 on loopback refuses connections: a database that is down.
 UNREACHABLE_DATABASE_URL = "postgresql://postgres@127.0.0.1:1/none"
+{%- endif %}
 MANAGE = [sys.executable, "manage.py"]
+{%- if cookiecutter.database == "postgresql" %}
 
 
 def _admin(statement: str) -> None:
@@ -53,14 +62,21 @@ def create_database() -> str:
 def drop_database(url: str) -> None:
     name = urlsplit(url).path.lstrip("/")
     _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+{%- endif %}
 
 
+{% if cookiecutter.database == "postgresql" -%}
 def app_env(database_url: str, **overrides: str) -> dict[str, str]:
+{%- else -%}
+def app_env(**overrides: str) -> dict[str, str]:
+{%- endif %}
     """The environment of a deployed process: the app's settings module, JSON logs."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "{{ cookiecutter.package_name }}.settings",
+{%- if cookiecutter.database == "postgresql" %}
         "DATABASE_URL": database_url,
+{%- endif %}
         "LOG_FORMAT": "json",
         **overrides,
     }
@@ -117,7 +133,11 @@ def free_port() -> int:
 
 
 @contextmanager
+{%- if cookiecutter.database == "postgresql" %}
 def serve(database_url: str, log: Path, **env: str) -> Iterator[Server]:
+{%- else %}
+def serve(log: Path, **env: str) -> Iterator[Server]:
+{%- endif %}
     """gunicorn with gunicorn.conf.py, as the container starts it, until the block ends."""
     port = free_port()
     server = Server(f"http://127.0.0.1:{port}", log)
@@ -125,7 +145,11 @@ def serve(database_url: str, log: Path, **env: str) -> Iterator[Server]:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
             cwd=PROJECT_ROOT,
+{%- if cookiecutter.database == "postgresql" %}
             env=app_env(database_url, PORT=str(port), WEB_CONCURRENCY="1", **env),
+{%- else %}
+            env=app_env(PORT=str(port), WEB_CONCURRENCY="1", **env),
+{%- endif %}
             stdout=output,
             stderr=subprocess.STDOUT,
         )

@@ -3,8 +3,15 @@ from pathlib import Path
 from tests.support import serve
 
 
+{% if cookiecutter.database == "postgresql" -%}
+def test_every_line_is_json_and_request_lines_carry_the_request_id(
+    migrated_database: str, tmp_path: Path
+) -> None:
+    with serve(migrated_database, tmp_path / "server.log") as server:
+{%- else -%}
 def test_every_line_is_json_and_request_lines_carry_the_request_id(tmp_path: Path) -> None:
     with serve(tmp_path / "server.log") as server:
+{%- endif %}
         response = server.get("/api/v1/items/424242", headers={"X-Request-ID": "a" * 32})
 
     # Parsing every line proves gunicorn's own lines go through the same JSON pipeline.
@@ -18,8 +25,15 @@ def test_every_line_is_json_and_request_lines_carry_the_request_id(tmp_path: Pat
     assert api_events[1] == {**api_events[1], "code": 404, "level": "warning"}
 
 
+{% if cookiecutter.database == "postgresql" -%}
+def test_a_request_id_is_generated_when_the_client_sends_none(
+    migrated_database: str, tmp_path: Path
+) -> None:
+    with serve(migrated_database, tmp_path / "server.log") as server:
+{%- else -%}
 def test_a_request_id_is_generated_when_the_client_sends_none(tmp_path: Path) -> None:
     with serve(tmp_path / "server.log") as server:
+{%- endif %}
         response = server.get("/api/v1/items")
 
     request_id = response.headers["X-Request-ID"]

@@ -1,26 +1,39 @@
 """Probes, and the JSON error pages the URLconf names."""
 
+{% if cookiecutter.database == "postgresql" -%}
 from concurrent.futures import ThreadPoolExecutor
 
+{% endif -%}
 import structlog
+{%- if cookiecutter.database == "postgresql" %}
 from django.conf import settings
+{%- endif %}
 from django.core.exceptions import RequestDataTooBig
+{%- if cookiecutter.database == "postgresql" %}
 from django.db import DEFAULT_DB_ALIAS, connections
+{%- endif %}
 from django.http import HttpRequest, JsonResponse
 
 from {{ cookiecutter.package_name }}.core.shutdown import is_draining
 
 logger = structlog.stdlib.get_logger(__name__)
+{%- if cookiecutter.database == "postgresql" %}
 
 # The check runs on its own thread so /ready answers within READY_TIMEOUT even when connecting
 # hangs (libpq's connect_timeout counts whole seconds, at least two); one thread per process
 # bounds what a hung database can hold.
 database_checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ready-check")
+{%- endif %}
 
 
 def health(request: HttpRequest) -> JsonResponse:
+{%- if cookiecutter.database == "postgresql" %}
     """Liveness: touches no dependency, so a database outage never restarts pods."""
+{%- else %}
+    """Liveness: answers as long as the process serves requests."""
+{%- endif %}
     return JsonResponse({"status": "ok"})
+{%- if cookiecutter.database == "postgresql" %}
 
 
 def check_database() -> None:
@@ -31,11 +44,13 @@ def check_database() -> None:
     finally:
         # A fresh connection each time: readiness asks whether this pod can connect now.
         connection.close()
+{%- endif %}
 
 
 def ready(request: HttpRequest) -> JsonResponse:
     if is_draining():
         return not_ready("shutdown", "draining")
+{%- if cookiecutter.database == "postgresql" %}
     timeout = settings.READY_TIMEOUT
     try:
         database_checker.submit(check_database).result(timeout=timeout)
@@ -44,6 +59,10 @@ def ready(request: HttpRequest) -> JsonResponse:
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready", and is reported as such
         return not_ready("database", type(exc).__name__)
     return JsonResponse({"status": "ready", "checks": {"database": "ok"}})
+{%- else %}
+    # Add a check here for each service the app comes to depend on, each under a time limit.
+    return JsonResponse({"status": "ready", "checks": {}})
+{%- endif %}
 
 
 def not_ready(check: str, reason: str) -> JsonResponse:

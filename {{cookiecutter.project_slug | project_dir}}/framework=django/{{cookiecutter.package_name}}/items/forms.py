@@ -4,11 +4,25 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+{%- if cookiecutter.database == "postgresql" %}
+
+from {{ cookiecutter.package_name }}.items.models import Item
+
+# PostgreSQL's OFFSET is a bigint: larger values are a 400, not a database error.
+MAX_OFFSET = 2**63 - 1
+{%- endif %}
 
 
+{% if cookiecutter.database == "postgresql" -%}
+class ItemForm(forms.ModelForm):
+    class Meta:
+        model = Item
+        fields = ["name", "description"]
+{%- else -%}
 class ItemForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(max_length=2000, required=False)
+{%- endif %}
 
     def clean(self) -> dict[str, Any]:
         # A misspelt field would otherwise be ignored without a word.
@@ -21,7 +35,11 @@ class ItemForm(forms.Form):
 
 class PageForm(forms.Form):
     limit = forms.IntegerField(min_value=1, max_value=100, required=False)
+{%- if cookiecutter.database == "postgresql" %}
+    offset = forms.IntegerField(min_value=0, max_value=MAX_OFFSET, required=False)
+{%- else %}
     offset = forms.IntegerField(min_value=0, required=False)
+{%- endif %}
 
     def clean_limit(self) -> int:
         return self.cleaned_data["limit"] or 20

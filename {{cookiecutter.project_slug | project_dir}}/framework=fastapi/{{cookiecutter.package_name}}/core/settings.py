@@ -3,7 +3,7 @@
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field{% if cookiecutter.database == "postgresql" %}, field_validator{% endif %}
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,7 +15,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # "auto" renders JSON when stdout is not a terminal, which is how containers run.
     log_format: Literal["auto", "json", "console"] = "auto"
-
+{% if cookiecutter.database == "postgresql" %}
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     database_pool_size: int = Field(default=5, ge=1)
     database_max_overflow: int = Field(default=5, ge=0)
@@ -24,12 +24,22 @@ class Settings(BaseSettings):
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
     ready_timeout: float = Field(default=1.0, gt=0)
+{%- elif cookiecutter.database == "mongodb" %}
+    mongodb_url: str = "mongodb://127.0.0.1:27017"
+    mongodb_database: str = Field(default="{{ cookiecutter.package_name }}", min_length=1)
+    mongodb_max_pool_size: int = Field(default=10, ge=1)
+    # Waiting for a server included, so an outage fails fast instead of after PyMongo's 30 s.
+    mongodb_timeout: float = Field(default=5.0, gt=0)
+
+    ready_timeout: float = Field(default=1.0, gt=0)
+{%- endif %}
     # Seconds a worker keeps serving after SIGTERM while /ready reports 503.
     shutdown_drain_seconds: float = Field(default=5.0, ge=0)
 
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_header_bytes: int = Field(default=16 * 1024, gt=0)
     max_query_bytes: int = Field(default=4 * 1024, gt=0)
+{%- if cookiecutter.database == "postgresql" %}
     migration_lock_timeout: float = Field(default=300.0, gt=0)
 
     @field_validator("database_url")
@@ -40,6 +50,7 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+asyncpg://" + url.removeprefix(prefix)
         return url
+{%- endif %}
 
 
 @lru_cache
