@@ -122,7 +122,7 @@ def main() -> int:
     print(f"load:        {os.getloadavg()[0]:.2f} (1-minute average) on {os.cpu_count()} CPUs")
     print(
         f"matrix:      {timing.combinations} combinations:"
-        f" {timing.supported} supported, {timing.refused} refused by the pre-generation hook"
+        f" {timing.supported} supported, {timing.refused} refused by the answer check"
     )
     bake, jobs = timing.bake_seconds, timing.jobs
     print(f"bake:        {bake:6.1f} s  ({jobs} parallel, manifests validated)")

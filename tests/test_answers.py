@@ -1,14 +1,21 @@
 """Bad answers are refused with one clear line, and nothing is left on disk."""
 
+import fnmatch
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from cookiecutter.environment import StrictEnvironment
 
 from hooks.bakery import pins
 from hooks.bakery.answers import InvalidAnswer, validate
-from testkit.render import context_for
-from testkit.template import COOKIECUTTER_JSON, bake_in_subprocess, defaults
+from hooks.bakery.facts import derive
+from hooks.bakery.jinja import PROJECT_TEMPLATE, RefusedAnswer
+from testkit.render import context_for, landing_files, render
+from testkit.template import COOKIECUTTER_JSON, TEMPLATE_ROOT, bake_in_subprocess, defaults
 
 GOOD = {
     **defaults(),
@@ -51,6 +58,24 @@ BAD_ANSWERS = [
     ({"author_email": "not-an-email"}, "author_email", "name@example.com"),
     ({"kubernetes_version": "1.29"}, "kubernetes_version", "release from 1.30 to 1.37"),
     ({"kubernetes_version": "v1.35"}, "kubernetes_version", "release from 1.30 to 1.37"),
+    ({"kubernetes_version": "1.035"}, "kubernetes_version", "release from 1.30 to 1.37"),
+    ({"kubernetes_version": "1.3"}, "kubernetes_version", "release from 1.30 to 1.37"),
+    # Namespaces the cluster owns: the overlays would relabel them "restricted" on apply.
+    ({"project_slug": "kube-system"}, "project_slug", "namespace the cluster owns"),
+    ({"project_slug": "kube-public"}, "project_slug", "namespace the cluster owns"),
+    ({"project_slug": "kube-node-lease"}, "project_slug", "namespace the cluster owns"),
+    ({"project_slug": "default"}, "project_slug", "namespace the cluster owns"),
+    ({"project_slug": "kube-orders"}, "project_slug", "namespace the cluster owns"),
+    ({"project_name": "Kube System"}, "project_slug", "namespace the cluster owns"),
+    # The dev overlay's namespace is `<slug>-dev`.
+    ({"project_slug": "kube"}, "project_slug", "'kube-dev'"),
+    # Device names Windows reserves: no file or directory can have them there.
+    ({"project_name": "CON"}, "project_slug", "Windows reserves"),
+    ({"project_name": "nul"}, "project_slug", "Windows reserves"),
+    ({"project_slug": "com1"}, "project_slug", "Windows reserves"),
+    ({"project_slug": "lpt9"}, "project_slug", "Windows reserves"),
+    ({"package_name": "aux"}, "package_name", "Windows reserves"),
+    ({"package_name": "prn"}, "package_name", "Windows reserves"),
     ({"description": "   "}, "description", "must not be empty"),
     ({"author_name": "Line\tbreak"}, "author_name", "without control characters"),
     ({"description": "Two\nlines"}, "description", "without control characters"),
@@ -99,11 +124,13 @@ def test_bake_refuses_bad_answer_and_leaves_nothing(
 ) -> None:
     result = bake_in_subprocess(tmp_path, **changes)
 
-    assert result.returncode != 0
-    error_lines = [line for line in result.stderr.splitlines() if "error: " in line]
-    assert len(error_lines) == 1, result.stderr
-    assert f"error: {field}=" in error_lines[0]
-    assert rule in error_lines[0]
+    # The one line is all the user sees: no traceback after it, nothing on stdout.
+    assert (result.stdout, result.stderr.splitlines()[:-1]) == ("", []), result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {field}=")
+    assert rule in line
+    # cookiecutter's own exit status for a failed bake.
+    assert result.returncode == 1
     assert list(tmp_path.iterdir()) == []
 
 
@@ -133,9 +160,52 @@ def test_bake_refuses_a_name_only_a_transitive_dependency_installs(
     """Modules the generated code never imports itself would still be shadowed at start-up."""
     result = bake_in_subprocess(tmp_path, project_name=project_name)
 
-    assert result.returncode != 0
-    error_lines = [line for line in result.stderr.splitlines() if "error: " in line]
-    assert error_lines == [
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
         f"error: package_name={package_name!r} is invalid: {SHADOWS_DEPENDENCY}; {RENAME}"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_namespaces_checked_are_the_ones_the_overlays_declare() -> None:
+    """A refused slug is refused for every Namespace a bake declares, the dev overlay's too."""
+    answers = {**defaults(), "project_name": "Orders Service"}
+    overlays = {
+        path.split("/")[2]
+        for path in landing_files(answers)
+        if fnmatch.fnmatch(path, "k8s/overlays/*/namespace.yaml")
+    }
+
+    namespaces = derive(context_for(answers)).namespaces
+
+    assert set(namespaces) == overlays
+    for overlay, namespace in namespaces.items():
+        declared = yaml.safe_load(render(f"k8s/overlays/{overlay}/namespace.yaml", answers))
+        kustomization = yaml.safe_load(
+            render(f"k8s/overlays/{overlay}/kustomization.yaml", answers)
+        )
+        assert declared["metadata"]["name"] == kustomization["namespace"] == namespace
+
+
+def test_answers_are_refused_even_with_hooks_declined(tmp_path: Path) -> None:
+    """`--accept-hooks no` skips the hooks, never the validation."""
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", "--accept-hooks", "no"]
+    command += [str(TEMPLATE_ROOT), "--output-dir", str(tmp_path), "project_slug=kube-system"]
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: project_slug='kube-system' is invalid: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_project_directory_is_named_only_once_every_answer_passes() -> None:
+    """cookiecutter renders this name before it creates anything: the check runs there."""
+    environment = StrictEnvironment(context={"cookiecutter": COOKIECUTTER_JSON})
+    name = environment.from_string(PROJECT_TEMPLATE)
+
+    assert name.render(cookiecutter=GOOD) == "orders-service"
+    with pytest.raises(RefusedAnswer) as raised:
+        name.render(cookiecutter={**GOOD, "project_slug": ".."})
+    assert raised.value.field == "project_slug"
+    assert raised.value.exit_code == 1

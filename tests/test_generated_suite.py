@@ -3,6 +3,7 @@ tests: against the real PostgreSQL server; MongoDB's need MONGODB_URL, which thi
 offer, so they run what needs no server and say why they skip the rest."""
 
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Callable
@@ -37,8 +38,9 @@ def installed(baked: Callable[..., Path], tmp_path_factory: pytest.TempPathFacto
 
 
 def run_suite(python: Path, project: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """As `make test` runs it: coverage measured, and below the project's floor a failure."""
     return subprocess.run(
-        [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-ra"],
+        [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-ra", "--cov"],
         cwd=project,
         env={**os.environ, **env},
         capture_output=True,
@@ -62,6 +64,7 @@ def test_project_suite_passes(
     output = result.stdout[-5000:] + result.stderr[-5000:]
     assert result.returncode == 0, output
     assert " passed" in result.stdout
+    assert re.search(r"Required test coverage of \d+(\.\d+)?% reached", result.stdout), output
     skipped = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
     if database == "mongodb" and "MONGODB_URL" not in os.environ:
         # No MongoDB server on these machines: what needs one says so, everything else ran.
@@ -92,3 +95,46 @@ def test_django_production_settings_pass_the_deployment_checklist(installed: Ins
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(("framework", "database"), DATABASE_PAIRS)
+def test_project_type_checks_strictly(framework: str, database: str, installed: Installed) -> None:
+    """mypy --strict on the package and gunicorn.conf.py, as `make lint` runs it."""
+    project, python = installed(framework, database)
+
+    result = subprocess.run(
+        [str(python), "-m", "mypy"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    assert result.stdout.startswith("Success: no issues found"), result.stdout
+
+
+def test_project_coverage_floor_fails_a_run_below_it(installed: Installed) -> None:
+    project, python = installed("fastapi", "none")
+
+    result = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--cov",
+            "--cov-fail-under=100",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "Required test coverage of 100% not reached" in result.stdout, result.stdout[-3000:]

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from hooks.bakery.facts import derive
 from hooks.bakery.local_env import local_secrets, write_local_env
-from testkit.template import choice_options, defaults
+from testkit.render import context_for
+from testkit.template import choice_options, supported_combinations
 
 
 def test_each_django_project_gets_its_own_strong_secret_key() -> None:
@@ -21,11 +23,51 @@ def test_each_django_project_gets_its_own_strong_secret_key() -> None:
 def test_written_env_file_holds_exactly_the_frameworks_secrets(
     framework: str, tmp_path: Path
 ) -> None:
-    write_local_env(tmp_path, {**defaults(), "framework": framework})
+    write_local_env(tmp_path, context_for({"framework": framework}))
 
     env_file = tmp_path / ".env"
     if framework == "django":
         lines = [line for line in env_file.read_text().splitlines() if not line.startswith("#")]
-        assert [line.partition("=")[0] for line in lines] == ["SECRET_KEY"]
+        assert [line.partition("=")[0] for line in lines] == ["ENVIRONMENT", "SECRET_KEY"]
+        assert "ENVIRONMENT=development" in lines
     else:
         assert not env_file.exists()
+
+
+def dev_secrets(project: Path) -> dict[str, str]:
+    """NAME -> value of the dev overlay's generated secrets.env."""
+    text = (project / "k8s" / "overlays" / "dev" / "secrets.env").read_text()
+    return dict(
+        line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+
+
+DATABASE_PAIRS = list(
+    dict.fromkeys((c["framework"], c["database"]) for c in supported_combinations())
+)
+
+
+@pytest.mark.parametrize(("framework", "database"), DATABASE_PAIRS)
+def test_dev_overlay_gets_its_own_development_secrets_at_bake_time(
+    framework: str, database: str, tmp_path: Path
+) -> None:
+    answers = context_for({"framework": framework, "database": database})
+    facts = derive(answers)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for project in (first, second):
+        project.mkdir()
+        write_local_env(project, answers)
+    if not facts.has_secrets:
+        assert not (first / "k8s").exists()
+        return
+    values, again = dev_secrets(first), dev_secrets(second)
+    expected = set(facts.secret_names) | ({"DATABASE_PASSWORD"} if facts.has_database else set())
+    assert set(values) == expected
+    assert not [name for name, value in values.items() if "change-me" in value]
+    # Each project gets its own: nothing is shared between two bakes.
+    assert not [name for name in values if values[name] == again[name]]
+    if facts.has_database:
+        url_variable = {"postgresql": "DATABASE_URL", "mongodb": "MONGODB_URL"}[database]
+        assert f":{values['DATABASE_PASSWORD']}@" in values[url_variable]
+    if framework == "django":
+        assert values["SECRET_KEY"] != (first / ".env").read_text().split("SECRET_KEY=")[1].strip()

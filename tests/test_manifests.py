@@ -3,6 +3,7 @@ and each of the validator's checks catches the mistake it exists for."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -15,6 +16,7 @@ import sysconfig
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -253,7 +255,7 @@ def pair_id(answers: dict[str, str]) -> str:
 def test_migrations_run_once_per_pod_in_an_init_container_like_the_app(
     built: Callable, answers: dict[str, str]
 ) -> None:
-    pod = only(built("dev", **answers), "Deployment")["spec"]["template"]["spec"]
+    pod = only(built("prod", **answers), "Deployment")["spec"]["template"]["spec"]
     [app] = pod["containers"]
     command = list(derive(context_for(answers)).migrate_command)
     if not command:
@@ -303,6 +305,181 @@ def test_the_network_policy_lets_out_dns_and_only_the_chosen_database(
     assert ports == sorted([53] if database_port is None else [53, database_port])
     config = only(built("prod", **answers), "ConfigMap")["data"]
     assert ("READY_TIMEOUT" in config) == (answers["database"] != "none")
+
+
+def decoded(secret: dict) -> dict[str, str]:
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
+def database_answers() -> list[dict[str, str]]:
+    return [answers for answers in database_pairs() if answers["database"] != "none"]
+
+
+@pytest.mark.parametrize("answers", database_pairs(), ids=pair_id)
+def test_a_fresh_bake_builds_its_dev_overlay_with_its_own_development_secrets(
+    baked: Callable[..., Path], answers: dict[str, str]
+) -> None:
+    project = baked(**answers)
+    # As baked: no secrets.env copied in, no stand-ins.
+    resources = list(yaml.safe_load_all(kustomize(project, "dev")))
+    expected = set(derive(context_for(answers)).secret_names)
+    secrets = [r for r in resources if r["kind"] == "Secret"]
+    if not expected:
+        assert secrets == []
+        return
+    [secret] = secrets
+    values = decoded(secret)
+    assert expected <= set(values)
+    assert [name for name, value in values.items() if "change-me" in value] == []
+
+
+@pytest.mark.parametrize("answers", database_answers(), ids=pair_id)
+def test_dev_overlay_runs_a_development_database_the_restricted_profile_admits(
+    built: Callable, answers: dict[str, str]
+) -> None:
+    resources = built("dev", **answers)
+    database = [r for r in resources if r["kind"] in ("Deployment", "StatefulSet")]
+    [app] = [w for w in database if w["metadata"]["name"] == "orders-service"]
+    [server] = [w for w in database if w is not app]
+    pod = server["spec"]["template"]["spec"]
+    # Pod Security "restricted", with the image's own numeric user (999).
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 999
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    [container] = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {"cpu", "memory", "ephemeral-storage"} <= set(container["resources"]["limits"])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    written = [m for m in container["volumeMounts"] if "emptyDir" in volumes[m["name"]]]
+    assert "/tmp" in [m["mountPath"] for m in written]  # noqa: S108
+    assert len(written) >= 2, "data and run directories on emptyDirs"
+    # The app's DATABASE_URL (or MONGODB_URL) names this server's Service, port and password.
+    [secret] = [r for r in resources if r["kind"] == "Secret"]
+    values = decoded(secret)
+    [url] = [values[name] for name in derive(context_for(answers)).secret_names if "URL" in name]
+    parts = urlsplit(url)
+    services = {s["metadata"]["name"]: s for s in resources if s["kind"] == "Service"}
+    service = services[parts.hostname.split(".")[0]]
+    assert service["spec"]["selector"].items() <= pod_template_labels(server).items()
+    assert parts.port in [port["port"] for port in service["spec"]["ports"]]
+    [password_volume] = [v for v in volumes.values() if "secret" in v]
+    assert password_volume["secret"]["secretName"] == secret["metadata"]["name"]
+    [item] = password_volume["secret"]["items"]
+    assert values[item["key"]] == parts.password
+
+
+def pod_template_labels(workload: dict) -> dict:
+    return workload["spec"]["template"]["metadata"]["labels"]
+
+
+def selected_by(selector: dict, workloads: list[dict]) -> list[str]:
+    return [
+        w["metadata"]["name"]
+        for w in workloads
+        if selector["matchLabels"].items() <= pod_template_labels(w).items()
+    ]
+
+
+@pytest.mark.parametrize("answers", database_answers(), ids=pair_id)
+def test_dev_network_policies_let_the_app_reach_the_dev_database_and_nothing_else(
+    built: Callable, answers: dict[str, str]
+) -> None:
+    resources = built("dev", **answers)
+    workloads = [r for r in resources if r["kind"] in ("Deployment", "StatefulSet")]
+    [database] = [w for w in workloads if w["metadata"]["name"] != "orders-service"]
+    port = derive(context_for(answers)).database_port
+    policies = {
+        tuple(selected_by(p["spec"]["podSelector"], workloads)): p
+        for p in resources
+        if p["kind"] == "NetworkPolicy"
+    }
+    assert set(policies) == {("orders-service",), (database["metadata"]["name"],)}
+    app_egress = policies["orders-service",]["spec"]["egress"]
+    [to_database] = [
+        rule for rule in app_egress if {"port": port, "protocol": "TCP"} in rule["ports"]
+    ]
+    assert [selected_by(peer["podSelector"], workloads) for peer in to_database["to"]] == [
+        [database["metadata"]["name"]]
+    ]
+    # Only DNS besides: every other rule is port 53.
+    assert {p["port"] for r in app_egress if r is not to_database for p in r["ports"]} == {53}
+    server_policy = policies[database["metadata"]["name"],]["spec"]
+    assert set(server_policy["policyTypes"]) == {"Ingress", "Egress"}
+    assert server_policy.get("egress", []) == []
+    [rule] = server_policy["ingress"]
+    assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
+    assert [selected_by(peer["podSelector"], workloads) for peer in rule["from"]] == [
+        ["orders-service"]
+    ]
+
+
+def make_dry_run(project: Path, target: str) -> str:
+    result = subprocess.run(
+        ["make", "--dry-run", target], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("answers", database_pairs(), ids=pair_id)
+def test_dev_overlay_runs_the_image_make_image_builds_and_kind_load_copies(
+    baked: Callable[..., Path], built: Callable, answers: dict[str, str]
+) -> None:
+    project = baked(**answers)
+    [tag] = re.findall(r"build --tag (\S+) \.$", make_dry_run(project, "image"), re.M)
+    assert f"load docker-image {tag} " in make_dry_run(project, "kind-load")
+    for overlay, policy in (("dev", "IfNotPresent"), ("prod", "Always")):
+        pod = only(
+            [r for r in built(overlay, **answers) if r["metadata"]["name"] == "orders-service"],
+            "Deployment",
+        )["spec"]["template"]["spec"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            if overlay == "dev":
+                # A loaded image is in no registry: the kubelet must not try to pull it.
+                assert container["image"] == tag
+            assert container["imagePullPolicy"] == policy, (overlay, container["name"])
+
+
+def pairs_with_secrets() -> list[dict[str, str]]:
+    return [a for a in database_pairs() if derive(context_for(a)).has_secrets]
+
+
+@pytest.mark.parametrize("answers", pairs_with_secrets(), ids=pair_id)
+def test_prod_deploy_requires_real_secrets_and_names_them(
+    baked: Callable[..., Path], tmp_path: Path, answers: dict[str, str]
+) -> None:
+    names = derive(context_for(answers)).secret_names
+    project = tmp_path / "project"
+    shutil.copytree(baked(**answers), project)
+    prod = project / "k8s" / "overlays" / "prod"
+    # No cluster needed: the secrets are checked first.
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+
+    def deploy() -> subprocess.CompletedProcess[str]:
+        command = ["make", "deploy", "OVERLAY=prod", "KUBECTL=/nonexistent/kubectl"]
+        return subprocess.run(
+            command, cwd=project, env=env, capture_output=True, text=True, check=False
+        )
+
+    missing = deploy()
+    assert missing.returncode != 0
+    assert "k8s/overlays/prod/secrets.env" in missing.stderr
+    assert all(name in missing.stderr for name in names), missing.stderr
+    shutil.copyfile(prod / "secrets.env.example", prod / "secrets.env")
+    placeholders = deploy()
+    assert placeholders.returncode != 0
+    assert "change-me" in placeholders.stderr
+    assert all(name in placeholders.stderr for name in names), placeholders.stderr
+    text = (prod / "secrets.env").read_text()
+    (prod / "secrets.env").write_text(text.replace("change-me", "s3cr3t-value"))
+    filled = deploy()
+    assert filled.returncode != 0
+    assert "make deploy needs kubectl" in filled.stderr, filled.stderr
 
 
 # Each check of the validator, fed a manifest with the mistake it exists for: (id, edits as

@@ -335,7 +335,7 @@ def test_installed_lock_set_has_exactly_the_recorded_modules(
     }
     for module, distributions in top_level.items():
         for distribution in distributions:
-            if module not in NOT_MODULES:
+            if module.isidentifier() and module not in NOT_MODULES:
                 release = f"{canonicalize_name(distribution)}=={Version(versions[distribution])}"
                 installed[release].add(module)
 

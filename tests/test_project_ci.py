@@ -8,23 +8,30 @@ structural checks. Every combination that renders a CI file is checked.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shlex
+import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.markers import default_environment
 
-from testkit.render import actionlint, render
+from testkit.locks import read_lock
+from testkit.render import actionlint, context_for, render
 from testkit.template import choice_options, defaults, supported_combinations
 
 WORKFLOW = ".github/workflows/ci.yml"
 GITLAB_CI = ".gitlab-ci.yml"
-# An action pinned to a full release tag (v1.2.3) or a commit SHA, never a moving major tag.
-PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+# An action pinned to a commit SHA, with its release tag in the comment that Dependabot updates.
+PINNED_ACTION = re.compile(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+$")
 # The only credentials compose.yaml may carry: throw-away values for a laptop.
 LOCAL_ONLY_SECRETS = {"postgres", "local-development-only"}
 
@@ -101,6 +108,52 @@ def test_dependabot_configuration_matches_its_schema(default_project: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def zizmor(*paths: Path) -> list[str]:
+    """zizmor's findings (every severity, offline), one line each: audit, file and line."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "zizmor"),
+            "--offline",
+            "--format",
+            "json",
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.stdout.strip(), result.stderr
+    return [
+        f"{finding['ident']} ({finding['determinations']['severity']}): "
+        f"{next(iter(location['symbolic']['key']['Local'].values()))}:"
+        f"{location['concrete']['location']['start_point']['row'] + 1}"
+        for finding in json.loads(result.stdout)
+        for location in finding["locations"][:1]
+    ]
+
+
+def test_every_rendered_workflow_and_dependabot_config_has_no_zizmor_findings(
+    tmp_path: Path,
+) -> None:
+    workflows = rendered_variants(WORKFLOW, "github", tmp_path / "workflows")
+    dependabot = rendered_variants(".github/dependabot.yml", "github", tmp_path / "dependabot")
+    assert workflows
+
+    assert zizmor(*workflows, *dependabot) == []
+
+
+def test_zizmor_reports_an_action_pinned_by_tag(tmp_path: Path) -> None:
+    """The audit is live: a tag instead of a commit SHA is a finding."""
+    text = re.sub(
+        r"actions/checkout@[0-9a-f]{40}", "actions/checkout@v6", render(WORKFLOW, defaults())
+    )
+    workflow = tmp_path / ".github" / "workflows" / "ci.yml"
+    workflow.parent.mkdir(parents=True)
+    workflow.write_text(text, encoding="utf-8")
+    assert any(line.startswith("unpinned-uses (High)") for line in zizmor(workflow))
+
+
 def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
     """The linter is live: a typo in an expression is a finding, not silence."""
     text = render(WORKFLOW, defaults()).replace("matrix.python-version", "matrix.python_version")
@@ -116,16 +169,17 @@ def workflow_steps(workflow: dict) -> Iterator[tuple[str, dict]]:
 
 
 def test_workflow_has_a_read_only_token_pinned_actions_and_one_run_per_ref() -> None:
-    workflow = yaml.safe_load(render(WORKFLOW, defaults()))
+    text = render(WORKFLOW, defaults())
+    workflow = yaml.safe_load(text)
 
     assert workflow["permissions"] == {"contents": "read"}
-    assert [name for name, job in workflow["jobs"].items() if "permissions" in job] == []
-    unpinned = [
-        f"{job}: {step['uses']}"
-        for job, step in workflow_steps(workflow)
-        if "uses" in step and not PINNED_ACTION.match(step["uses"])
-    ]
-    assert unpinned == []
+    # Only the job that publishes may write, and only packages.
+    assert {
+        name: job["permissions"] for name, job in workflow["jobs"].items() if "permissions" in job
+    } == {"publish": {"contents": "read", "packages": "write"}}
+    uses_lines = [line.strip() for line in text.splitlines() if "uses: " in line]
+    assert len(uses_lines) == sum("uses" in step for _, step in workflow_steps(workflow))
+    assert [line for line in uses_lines if not PINNED_ACTION.search(line)] == []
     assert workflow["concurrency"]["cancel-in-progress"] is True
     assert "github.ref" in workflow["concurrency"]["group"]
 
@@ -138,7 +192,7 @@ def test_workflow_runs_the_checks_the_template_promises() -> None:
     }
     uses = {name: [step.get("uses", "") for step in job["steps"]] for name, job in jobs.items()}
 
-    assert set(jobs) == {"lint", "test", "manifests", "image", "smoke"}
+    assert set(jobs) == {"lint", "audit", "test", "manifests", "image", "publish", "smoke"}
     assert "make lint" in runs["lint"]
     assert any(action.startswith("hadolint/hadolint-action@") for action in uses["lint"])
 
@@ -161,13 +215,7 @@ def test_workflow_runs_the_checks_the_template_promises() -> None:
     smoke = jobs["smoke"]
     assert any(action.startswith("helm/kind-action@") for action in uses["smoke"])
     assert set(smoke["needs"]) == {"test", "manifests", "image"}
-    for command in (
-        "docker push",
-        "kubectl apply -k k8s/overlays/dev",
-        "rollout status",
-        "port-forward",
-        "/ready",
-    ):
+    for command in ("port-forward", "/ready"):
         assert command in runs["smoke"]
 
 
@@ -189,7 +237,7 @@ def test_gitlab_pipeline_builds_without_privileged_docker() -> None:
         name: job for name, job in pipeline.items() if isinstance(job, dict) and "script" in job
     }
 
-    assert pipeline["stages"] == ["lint", "test", "manifests", "image"]
+    assert pipeline["stages"] == ["lint", "test", "manifests", "image", "publish"]
     assert {job["stage"] for job in jobs.values()} == set(pipeline["stages"])
     assert [name for name, job in jobs.items() if "docker:dind" in str(job)] == []
     (build,) = [job for job in jobs.values() if job["stage"] == "image"]
@@ -198,6 +246,92 @@ def test_gitlab_pipeline_builds_without_privileged_docker() -> None:
     assert "postgres" in str(jobs["test"]["services"])
     assert "make test" in jobs["test"]["script"]
     assert any("kubeconform -strict" in line for line in jobs["kubeconform"]["script"])
+
+
+def audit_commands(ci: str) -> list[str]:
+    """The pip-audit command lines of the rendered CI configuration, as a shell would run them."""
+    if ci == "github":
+        jobs = yaml.safe_load(render(WORKFLOW, defaults()))["jobs"]
+        lines = [step.get("run", "") for job in jobs.values() for step in job["steps"]]
+    else:
+        pipeline = yaml.safe_load(render(GITLAB_CI, {**defaults(), "ci": "gitlab"}))
+        lines = [
+            line
+            for job in pipeline.values()
+            if isinstance(job, dict)
+            for line in job.get("script", [])
+        ]
+    return [line for line in lines if line.startswith("pip-audit ")]
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+def test_ci_audits_every_pin_of_both_locks_for_known_vulnerabilities(
+    default_project: Path, ci: str
+) -> None:
+    (command,) = audit_commands(ci)
+    arguments = shlex.split(command)
+    assert {"requirements.lock", "requirements-dev.lock", "--require-hashes"} <= set(arguments)
+
+    # The same command, short of asking the advisory database: the locks parse, hashes and
+    # markers included, and every pin is collected.
+    pip_audit = str(Path(sys.executable).parent / "pip-audit")
+    result = subprocess.run(
+        [pip_audit, *arguments[1:], "--dry-run"],
+        cwd=default_project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    audited = int(re.search(r"would have audited (\d+) packages", result.stderr).group(1))
+    # Every pin for this platform (the dev lock holds the runtime one's): Windows-only ones are not.
+    here = default_environment()
+    pins = read_lock(default_project / "requirements-dev.lock")
+    assert audited == len([pin for pin in pins if pin.applies(here)])
+
+
+def test_github_publishes_the_tested_image_to_ghcr_from_the_default_branch_only() -> None:
+    jobs = yaml.safe_load(render(WORKFLOW, defaults()))["jobs"]
+    publish = jobs["publish"]
+    steps = publish["steps"]
+
+    assert publish["if"] == (
+        "github.event_name == 'push' && "
+        "github.ref == format('refs/heads/{0}', github.event.repository.default_branch)"
+    )
+    assert set(publish["needs"]) == set(jobs) - {"publish", "smoke"}
+    (login,) = [s for s in steps if s.get("uses", "").startswith("docker/login-action@")]
+    assert login["with"]["registry"] == "ghcr.io"
+    (push,) = [s for s in steps if s.get("uses", "").startswith("docker/build-push-action@")]
+    assert push["with"]["push"] is True
+    assert push["with"]["tags"].startswith("${{ env.IMAGE }}:")
+    assert any("ghcr.io/" in step.get("run", "") for step in steps)
+    # The digest, not the tag, is what to deploy.
+    (report,) = [s for s in steps if "steps.push.outputs.digest" in str(s.get("env", {}))]
+    assert "@${DIGEST}" in report["run"]
+    # Nothing else pushes.
+    others = [s for name, job in jobs.items() if name != "publish" for s in job["steps"]]
+    assert [s for s in others if s.get("with", {}).get("push") is True] == []
+
+
+def test_gitlab_publishes_the_tested_image_to_its_registry_from_the_default_branch_only() -> None:
+    pipeline = yaml.safe_load(render(GITLAB_CI, {**defaults(), "ci": "gitlab"}))
+    publish = pipeline["publish-image"]
+    script = " ".join(publish["script"])
+
+    assert publish["stage"] == pipeline["stages"][-1]
+    assert "needs" not in publish, "it waits for every earlier stage"
+    assert publish["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
+    assert "buildah login" in script
+    assert "$CI_REGISTRY" in script
+    assert 'buildah push --digestfile image.digest "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA"' in script
+    assert "IMAGE=$CI_REGISTRY_IMAGE@$(cat image.digest)" in script
+    assert publish["artifacts"]["reports"]["dotenv"] == "image.env"
+    others = [
+        job for name, job in pipeline.items() if isinstance(job, dict) and name != "publish-image"
+    ]
+    assert [job for job in others if "buildah push" in str(job.get("script", ""))] == []
 
 
 # The service each test job runs next to, and the variable that points the tests at it.
@@ -240,6 +374,25 @@ def database_combinations() -> list[dict[str, str]]:
 
 def pair_id(answers: dict[str, str]) -> str:
     return f"{answers['framework']}-{answers['database']}"
+
+
+@pytest.mark.parametrize("answers", database_combinations(), ids=pair_id)
+def test_smoke_job_runs_the_local_cluster_loop_of_the_readme(answers: dict[str, str]) -> None:
+    """make image, make kind-load, make deploy on kind, then /ready: nothing of its own."""
+    smoke = yaml.safe_load(render(WORKFLOW, {**answers, "ci": "github"}))["jobs"]["smoke"]
+    [kind] = [step for step in smoke["steps"] if step.get("uses", "").startswith("helm/kind-")]
+    # kind's default cluster name, which `make kind-load` loads into.
+    assert kind["with"]["cluster_name"] == "kind"
+    commands = [line for step in smoke["steps"] for line in step.get("run", "").splitlines()]
+    makes = [line for line in commands if line.startswith("make ")]
+    assert makes == ["make image", "make kind-load", "make deploy"]
+    after_deploy = commands[commands.index("make deploy") :]
+    assert any("/ready" in line for line in after_deploy)
+    # The dev overlay brings its database and its secrets: no manifests or files made up here.
+    runs = "\n".join(commands)
+    for made_up in ("apiVersion", "secrets.env", "docker push", "kubectl apply"):
+        assert made_up not in runs, made_up
+    assert not re.search(r"\bsed\b", runs), "edits the overlay"
 
 
 DATABASE_HEALTH_COMMANDS = {"postgresql": "pg_isready", "mongodb": "mongosh"}
@@ -308,6 +461,94 @@ def test_compose_holds_no_secret_but_local_development_ones(answers: dict[str, s
     assert {key: value for key, value in found.items() if value not in LOCAL_ONLY_SECRETS} == {}
     published = [p for s in compose["services"].values() for p in s.get("ports", [])]
     assert [port for port in published if not port.startswith("127.0.0.1:")] == []
+
+
+def merged(base: dict, override: dict) -> dict:
+    """Compose's merge of an override file: mappings merge, anything else is replaced."""
+    result = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        result[key] = merged(base[key], value) if both else value
+    return result
+
+
+@pytest.mark.parametrize("answers", database_combinations(), ids=pair_id)
+def test_compose_dev_override_mounts_the_package_and_reloads_on_change(
+    answers: dict[str, str], tmp_path: Path
+) -> None:
+    package = str(context_for(answers)["package_name"])
+    base = yaml.safe_load(render("compose.yaml", answers))
+    override = yaml.safe_load(render("compose.dev.yaml", answers))
+    compose = merged(base, override)
+    (tmp_path / "compose.yaml").write_text(yaml.safe_dump(compose), encoding="utf-8")
+    result = check_jsonschema("vendor.compose-spec", tmp_path / "compose.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    assert set(override["services"]) == {"app"}, "only the app changes; the database stays"
+    app = compose["services"]["app"]
+    # The image's code directory (Dockerfile: WORKDIR /app, COPY <package>/) is replaced by
+    # this checkout's.
+    dockerfile = render("Dockerfile", answers)
+    assert "WORKDIR /app" in dockerfile
+    assert f"COPY {package}/ {package}/" in dockerfile
+    assert f"./{package}:/app/{package}:ro" in app["volumes"]
+    command = app["command"]
+    if answers["framework"] == "fastapi":
+        assert command[:2] == ["uvicorn", f"{package}.main:app"]
+        assert "--reload" in command
+    else:
+        assert command[:3] == ["python", "manage.py", "runserver"]
+        assert "--noreload" not in command
+    # Listening on the port the healthcheck and the published port use.
+    assert command[-1].endswith("8000")
+    assert app["ports"] == ["127.0.0.1:8000:8000"]
+
+
+@pytest.mark.generated
+def test_compose_dev_command_serves_an_edit_without_a_restart(
+    baked: Callable[..., Path], project_venv: Callable[[Path], Path], tmp_path: Path
+) -> None:
+    """The override's command, run from the project's venv: a saved change is served."""
+    source = baked(framework="fastapi", database="none")
+    project = tmp_path / source.name
+    shutil.copytree(source, project)
+    venv = project_venv(source)
+    command = yaml.safe_load((project / "compose.dev.yaml").read_text())["services"]["app"]
+    command = command["command"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    arguments = [*command[:-1], str(port)]
+    arguments[arguments.index("--host") + 1] = "127.0.0.1"
+    server = subprocess.Popen(
+        [str(venv / "bin" / arguments[0]), *arguments[1:]],
+        cwd=project,
+        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "ENVIRONMENT": "development"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(port, "/health", lambda body: '"ok"' in body), server.stderr
+        health = next(project.glob("*/api/routes/health.py"))
+        health.write_text(health.read_text().replace('{"status": "ok"}', '{"status": "edited"}'))
+        assert wait_for(port, "/health", lambda body: '"edited"' in body)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wait_for(port: int, path: str, check: Callable[[str], bool], seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                if check(response.read().decode()):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 # --- pre-commit -----------------------------------------------------------------------------

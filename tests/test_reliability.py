@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -91,17 +93,17 @@ def deployed(
 
 
 def run_command(
-    deployed: Deployed, command: list[str], url: str
+    deployed: Deployed, command: list[str], url: str, timeout: float = 120, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """A command in the project's directory, with the pod's environment and this database."""
     venv = deployed.venv
     return subprocess.run(
         in_venv(venv, command),
         cwd=deployed.project,
-        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", **deployed.env, "DATABASE_URL": url},
+        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", **deployed.env, "DATABASE_URL": url, **env},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 
@@ -349,3 +351,167 @@ def test_abusive_requests_get_4xx_and_the_service_keeps_serving(
     assert service.status("/health") == 200
     assert service.status(ITEMS) == 200
     assert_request_logs_carry_ids(service, deployed.framework)
+
+
+# The table each framework's example model lives in, and a migration that adds a column to it.
+ITEMS_TABLE = {"fastapi": "items", "django": "items_item"}
+
+
+def add_column_migration(deployed: Deployed, project: Path) -> None:
+    """A new migration in `project` that adds a column to the items table: ACCESS EXCLUSIVE."""
+    package = project / deployed.package.name
+    if deployed.framework == "django":
+        migrations = package / "items" / "migrations"
+        latest = sorted(path.stem for path in migrations.glob("[0-9]*.py"))[-1]
+        (migrations / "9999_item_lock_probe.py").write_text(
+            "from django.db import migrations, models\n\n\n"
+            "class Migration(migrations.Migration):\n"
+            f"    dependencies = [('items', '{latest}')]\n"
+            "    operations = [\n"
+            "        migrations.AddField('item', 'lock_probe', models.IntegerField(null=True)),\n"
+            "    ]\n"
+        )
+        return
+    versions = package / "migrations" / "versions"
+    texts = [path.read_text() for path in versions.glob("*.py")]
+    revisions = {re.search(r'^revision: str = "(\w+)"', text, re.M).group(1) for text in texts}
+    parents = {match.group(1) for text in texts for match in DOWN_REVISION.finditer(text)}
+    (head,) = revisions - parents
+    (versions / "9999_lock_probe.py").write_text(
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        f'revision = "lock_probe"\ndown_revision = "{head}"\n\n\n'
+        "def upgrade() -> None:\n"
+        '    op.add_column("items", sa.Column("lock_probe", sa.Integer(), nullable=True))\n'
+    )
+
+
+DOWN_REVISION = re.compile(r'^down_revision: str \| None = "(\w+)"', re.M)
+
+
+class TableReader:
+    """A reader in an open transaction that keeps a table share-locked: a slow report."""
+
+    def __init__(self, database: str, table: str) -> None:
+        self.database = database
+        self.process = subprocess.Popen(
+            ["psql", database_url(database), "-XAtq"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        self.send(f"BEGIN; SELECT count(*) FROM {table};")  # noqa: S608 - our own name
+        self.wait_for(f"SELECT count(*) FROM {table}")  # noqa: S608 - our own name
+
+    def send(self, sql: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(sql + "\n")
+        self.process.stdin.flush()
+
+    def wait_for(self, query: str, timeout: float = 30) -> None:
+        """Until some session of the database has run `query` (its start is enough)."""
+        deadline = time.monotonic() + timeout
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity "  # noqa: S608 - our own names
+            f"WHERE datname = '{self.database}' AND query LIKE '{query}%'"
+        )
+        while psql(sql) == "0":
+            assert time.monotonic() < deadline, f"no session ran {query!r}"
+            time.sleep(0.05)
+
+    def finish(self) -> int:
+        self.send("COMMIT;")
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        return self.process.wait(timeout=30)
+
+
+def logged_seconds(result: subprocess.CompletedProcess[str], first: str, last: str) -> float:
+    """Seconds between two events of a command's JSON log."""
+    events = [json.loads(line) for line in (result.stdout + result.stderr).splitlines()]
+    times = {
+        event["event"]: datetime.fromisoformat(event["timestamp"])
+        for event in events
+        if event["event"] in (first, last)
+    }
+    return (times[last] - times[first]).total_seconds()
+
+
+def latencies_while(service: Service, running: Callable[[], bool]) -> list[tuple[int, float]]:
+    """(status, seconds) of back-to-back item listings while `running()` holds."""
+    results = []
+    while running():
+        started = time.monotonic()
+        status, _ = service.request("GET", ITEMS)
+        results.append((status, time.monotonic() - started))
+    return results
+
+
+def test_waiting_schema_change_never_freezes_live_traffic(
+    deployed: Deployed,
+    service_factory: Callable[..., Service],
+    migrated_database: str,
+    tmp_path: Path,
+) -> None:
+    # The image as it would be built with one more migration: a column added to the items table.
+    project = tmp_path / deployed.project.name
+    shutil.copytree(deployed.project, project)
+    add_column_migration(deployed, project)
+    changed = Deployed(deployed.framework, project, deployed.venv, deployed.env)
+    url = database_url(migrated_database)
+    service = service_factory(url)
+    assert service.status(ITEMS) == 200
+    table = ITEMS_TABLE[deployed.framework]
+    column_exists = (
+        f"SELECT count(*) FROM information_schema.columns "  # noqa: S608 - our own names
+        f"WHERE table_name = '{table}' AND column_name = 'lock_probe'"
+    )
+
+    reader = TableReader(migrated_database, table)
+    try:
+        # A budget shorter than the reader's transaction: the migration gives up, in time.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            attempt = pool.submit(
+                run_command,
+                changed,
+                migrate_command(project),
+                url,
+                timeout=30,
+                MIGRATION_LOCK_TIMEOUT="3",
+            )
+            during_attempt = latencies_while(service, lambda: not attempt.done())
+            try:
+                gave_up = attempt.result()
+            except subprocess.TimeoutExpired:
+                gave_up = None
+        # The real budget: the migration retries while the reader goes on, then applies.
+        slowest = max(seconds for _, seconds in during_attempt)
+        assert gave_up is not None, (
+            f"a 3 s budget, still waiting after 30 s; meanwhile a request waited {slowest:.1f}s"
+        )
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            applying = pool.submit(run_command, changed, migrate_command(project), url)
+            retries = pool.submit(latencies_while, service, lambda: not applying.done())
+            reader.wait_for("ALTER TABLE", timeout=60)
+            time.sleep(3)  # a few attempts, each giving up after its lock_timeout
+            reader_exit = reader.finish()
+            applied = applying.result()
+            during_retries = retries.result()
+    finally:
+        reader.process.kill()
+        reader.process.wait()
+
+    served = during_attempt + during_retries
+    slowest = max(seconds for _, seconds in served)
+    # Each attempt holds the queue up for at most its 1 s lock_timeout.
+    assert slowest < 2.0, f"a request waited {slowest:.1f}s behind the queued schema change"
+    assert {status for status, _ in served} == {200}
+    assert len(served) > 20
+    assert gave_up.returncode == 1, gave_up.stdout + gave_up.stderr
+    # Within the budget, from the migration's own log: at most one lock_timeout over it.
+    gave_up_after = logged_seconds(gave_up, "migration lock acquired", "migration failed")
+    assert gave_up_after < 3 + 1.5, f"gave up {gave_up_after:.1f}s after taking the lock"
+    assert "locked" in gave_up.stdout + gave_up.stderr
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "table lock busy, retrying" in applied.stdout + applied.stderr
+    assert reader_exit == 0
+    assert psql(column_exists, database=migrated_database) == "1"

@@ -5,10 +5,10 @@
     python -m tools.regenerate_pins --modules-only  # only re-record pins/modules.json
 
 Bakes each combination of cookiecutter.json's choices as a user would (combinations the
-pre-generation hook refuses, per hooks/bakery/answers.py, are skipped), groups them by the
+answer check refuses, per hooks/bakery/answers.py, are skipped), groups them by the
 dependencies their pyproject.toml declares, and resolves one lock pair per group with uv. Then
 records in pins/modules.json the top-level modules of every pinned release, read from one of its
-locked wheels, for the pre-generation hook to refuse as package names. Needs uv and the package
+locked wheels, for the answer check to refuse as package names. Needs uv and the package
 index (--modules-only: only the index, through pip).
 """
 
@@ -48,7 +48,7 @@ def regenerate(*, upgrade: bool) -> None:
         baked: list[tuple[dict[str, str], Path]] = []
         for number, answers in enumerate(all_combinations()):
             if reason := refusal(answers):
-                print(f"skipped, refused by the pre-generation hook: {reason}")
+                print(f"skipped, refused by the answer check: {reason}")
             else:
                 baked.append((answers, bake(scratch / str(number), answers, fresh=False)))
 

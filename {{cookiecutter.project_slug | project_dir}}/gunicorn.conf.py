@@ -9,6 +9,8 @@ import os
 
 from django.conf import settings
 
+# Imported first: the settings load the checkout's `.env` into the environment read below.
+from {{ cookiecutter.package_name }} import settings as project_settings  # noqa: F401
 from {{ cookiecutter.package_name }}.concurrency import worker_count
 
 # Read here only for settings.LOGGING: the master process does not start Django.
@@ -39,11 +41,13 @@ graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
 # Above common load-balancer idle timeouts (60 s): the balancer closes idle connections first.
 keepalive = int(os.environ.get("KEEPALIVE", "75"))
 # Recycle workers now and then to bound slow leaks; jitter keeps them from restarting together.
-# A restart costs a worker boot and drops its idle keep-alive connections: at 10,000 a worker
-# serving thousands of requests per second restarted every few seconds and lost a third of its
-# throughput, so the count is in millions.
+# A restart costs a worker boot and drops its idle keep-alive connections; a worker serving
+# thousands of requests per second would restart every few seconds at a count of thousands, so
+# the count is in millions.
 max_requests = int(os.environ.get("MAX_REQUESTS", "1000000"))
 max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "100000"))
+# Peers (addresses or CIDR ranges) whose X-Forwarded-Proto makes a request HTTPS, and whose
+# X-Forwarded-For names the client: the proxies in front, never any peer (README).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 {%- if cookiecutter.framework == "django" %}
 

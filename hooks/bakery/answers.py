@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 
-from .facts import shadowed_modules
+from .facts import overlay_namespaces, shadowed_modules
 
 # Kubernetes Service names are DNS-1035 labels (a letter first) of at most 63 characters. The
 # slug also gets suffixes ("-migrate", kustomize hashes) and overlay prefixes, so keep headroom.
@@ -26,6 +26,16 @@ RESERVED_PACKAGE_NAMES = frozenset(
 
 FREE_TEXT_FIELDS = ("project_name", "description", "author_name")
 
+# Namespaces the cluster owns: an overlay declaring one with Pod Security labels would relabel it.
+CLUSTER_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+CLUSTER_NAMESPACE_PREFIX = "kube-"
+# Device names Windows reserves in every directory, whatever the case: the project's directory
+# and its package could not be created or checked out there.
+WINDOWS_RESERVED_NAMES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(10))}
+)
+WINDOWS_RULE = "is a device name Windows reserves (CON, PRN, AUX, NUL, COM0-9, LPT0-9)"
+
 # The one table of combinations the template does not offer: when the first answer is given, the
 # second option is limited to the listed values. tests/template.py reads it to tell supported
 # combinations from refused ones.
@@ -37,7 +47,7 @@ SUPPORTED_WITH: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
 # The native preStop `sleep` action is on by default from 1.30; kubernetes-validate bundles
 # schemas up to 1.37.
 KUBERNETES_MINORS = range(30, 38)
-KUBERNETES_VERSION_PATTERN = re.compile(r"1\.(\d+)")
+KUBERNETES_VERSION_PATTERN = re.compile(r"1\.(0|[1-9]\d*)")
 
 
 class InvalidAnswer(ValueError):
@@ -59,6 +69,18 @@ def slug_problems(slug: str) -> Iterator[str]:
             "must be a DNS-1123 label usable as a Kubernetes Service name: lowercase letters,"
             " digits and '-', starting with a letter and ending with a letter or digit"
         )
+    elif slug in WINDOWS_RESERVED_NAMES:
+        yield f"{WINDOWS_RULE}; choose another project_name or set project_slug"
+    else:
+        for overlay, namespace in overlay_namespaces(slug).items():
+            if namespace in CLUSTER_NAMESPACES or namespace.startswith(CLUSTER_NAMESPACE_PREFIX):
+                yield (
+                    f"the {overlay} overlay would declare the Namespace {namespace!r}, a namespace"
+                    " the cluster owns (default, kube-system, kube-public, kube-node-lease, any"
+                    " kube- prefix), and relabel it on apply; choose another project_name or set"
+                    " project_slug"
+                )
+                return
 
 
 def package_problems(name: str) -> Iterator[str]:
@@ -74,6 +96,8 @@ def package_problems(name: str) -> Iterator[str]:
         yield "shadows a module the generated project's dependencies install"
     elif name in RESERVED_PACKAGE_NAMES:
         yield "is a name the generated project uses for its own files"
+    elif name in WINDOWS_RESERVED_NAMES:
+        yield WINDOWS_RULE
 
 
 def combination_problems(answers: Mapping[str, object]) -> Iterator[InvalidAnswer]:

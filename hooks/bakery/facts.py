@@ -18,6 +18,50 @@ DATABASE_URL_VARIABLES = {"postgresql": "DATABASE_URL", "mongodb": "MONGODB_URL"
 
 
 @dataclass(frozen=True)
+class DevDatabase:
+    """The throw-away database server the dev overlay runs next to the app."""
+
+    # Its Deployment, Service, NetworkPolicy and `app.kubernetes.io/name` label.
+    name: str
+    image: str
+    port: int
+    # The image's own numeric user, which owns the data directory it creates.
+    user_id: int
+    # The account the server creates on first start, and the app's URL uses.
+    username: str
+    url_template: str
+    # The key of the overlay's secrets.env that holds its password.
+    password_key: str = "DATABASE_PASSWORD"  # noqa: S105 - a variable name
+
+    def url(self, password: str) -> str:
+        """What the app's URL variable holds to reach it, in the same namespace."""
+        return self.url_template.format(password=password)
+
+
+def dev_database(database: str, package_name: str) -> DevDatabase | None:
+    if database == "postgresql":
+        return DevDatabase(
+            name="postgresql",
+            image="postgres:17",
+            port=DATABASE_PORTS[database],
+            user_id=999,
+            username=package_name,
+            url_template=f"postgresql://{package_name}:{{password}}@postgresql:5432/{package_name}",
+        )
+    if database == "mongodb":
+        return DevDatabase(
+            name="mongodb",
+            image="mongo:8.0",
+            port=DATABASE_PORTS[database],
+            user_id=999,
+            username=package_name,
+            # The account lives in the admin database, as the image creates it.
+            url_template=f"mongodb://{package_name}:{{password}}@mongodb:27017/?authSource=admin",
+        )
+    return None
+
+
+@dataclass(frozen=True)
 class Facts:
     # Variables the Kubernetes Secret holds.
     secret_names: tuple[str, ...]
@@ -25,6 +69,10 @@ class Facts:
     database_port: int | None
     # What the migration initContainer (and `make migrate`) runs; empty without a database.
     migrate_command: tuple[str, ...]
+    # {overlay: the Namespace it declares}, as k8s/overlays/<overlay>/namespace.yaml names it.
+    namespaces: Mapping[str, str]
+    # The database server the dev overlay brings; None without a database.
+    dev_database: DevDatabase | None = None
 
     @property
     def has_secrets(self) -> bool:
@@ -33,6 +81,10 @@ class Facts:
     @property
     def has_database(self) -> bool:
         return self.database_port is not None
+
+
+def overlay_namespaces(slug: str) -> dict[str, str]:
+    return {"prod": slug, "dev": f"{slug}-dev"}
 
 
 def derive(answers: Mapping[str, object]) -> Facts:
@@ -51,6 +103,8 @@ def derive(answers: Mapping[str, object]) -> Facts:
         secret_names=tuple(secret_names),
         database_port=DATABASE_PORTS.get(database),
         migrate_command=migrate_command,
+        namespaces=overlay_namespaces(str(answers.get("project_slug", ""))),
+        dev_database=dev_database(database, str(answers.get("package_name", ""))),
     )
 
 

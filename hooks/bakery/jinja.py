@@ -8,14 +8,16 @@ from __future__ import annotations
 import functools
 import json
 import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
-from jinja2 import Environment
+import click
+from jinja2 import Environment, pass_context
 from jinja2.ext import Extension
+from jinja2.runtime import Context
 
-from .answers import SLUG_MAX_LENGTH
+from .answers import InvalidAnswer, validate
 from .facts import derive
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[2]
@@ -60,19 +62,32 @@ def markdown_text(value: object) -> str:
     return MARKDOWN_EDGE_SPACES.sub(lambda match: "&#32;" * len(match[0]), text)
 
 
-def project_dir(slug: object) -> str:
-    """The output directory's name, never a path that escapes the output directory.
+class RefusedAnswer(click.ClickException):
+    """A bad answer as cookiecutter's command line reports it: one line, exit status 1."""
 
-    The directory is created before the pre-generation hook can reject the slug; an empty slug
-    would name the output directory itself, '/' or '..' another place, and a very long one (from
-    a long project_name) fails to be created at all. Such slugs get a throw-away name, which
-    cookiecutter removes when the hook fails.
+    def __init__(self, error: InvalidAnswer) -> None:
+        super().__init__(str(error))
+        self.field = error.field
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=True)
+
+
+@pass_context
+def project_dir(context: Context, slug: object) -> str:
+    """The output directory's name, once every answer has passed `answers.validate`.
+
+    Validation lives here because cookiecutter renders this name first: after the last answer,
+    before it creates the directory or runs a hook. Refused here, a bad answer leaves nothing on
+    disk and is the last line the user sees; a failing pre-generation hook would be followed by
+    cookiecutter's traceback, and could not stop a slug such as '..' or '' from naming the
+    directory it creates first.
     """
-    name = str(slug)
-    safe = name.strip(".") and "/" not in name and "\\" not in name
-    if safe and len(name) <= SLUG_MAX_LENGTH:
-        return name
-    return f".invalid-project-slug-{secrets.token_hex(4)}"
+    try:
+        validate(context["cookiecutter"])
+    except InvalidAnswer as error:
+        raise RefusedAnswer(error) from None
+    return str(slug)
 
 
 def strings_in(value: object) -> Iterator[str]:

@@ -1,7 +1,9 @@
-"""The developer's `.env`: secrets generated for this project at bake time, never committed.
+"""Development secrets generated for this project at bake time, never committed.
 
-The generated `.gitignore` keeps `.env` out of git and `.dockerignore` out of images; production
-reads the same variables from the environment (a Kubernetes Secret).
+The developer's `.env`, and the dev overlay's `k8s/overlays/dev/secrets.env` (the Secret of a
+local cluster, with the password of the overlay's own database), so `kubectl apply -k
+k8s/overlays/dev` works right after the bake. The generated `.gitignore` keeps both out of git
+and `.dockerignore` out of images; production reads the same variables from its own Secret.
 """
 
 from __future__ import annotations
@@ -10,6 +12,13 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from .facts import derive
+
+DEV_SECRETS = Path("k8s", "overlays", "dev", "secrets.env")
+DEV_SECRETS_HEADER = (
+    "# The dev overlay's Secret: generated for this project, git-ignored, for a development\n"
+    "# cluster only. secrets.env.example shows the same variables; production has its own.\n"
+)
 HEADER = (
     "# Local development only: generated for this project, git-ignored, never used in production.\n"
     "# .env.example documents every variable.\n"
@@ -28,8 +37,33 @@ def local_secrets(answers: Mapping[str, object]) -> dict[str, str]:
     return {}
 
 
+def dev_overlay_secrets(answers: Mapping[str, object]) -> dict[str, str]:
+    """What the dev overlay's Secret holds: the app's secrets and its database's password."""
+    facts = derive(answers)
+    values = {}
+    if database := facts.dev_database:
+        # URL-safe, so it goes into the URL as it is.
+        password = secrets.token_urlsafe(24)
+        [url_name] = [name for name in facts.secret_names if name.endswith("_URL")]
+        values[url_name] = database.url(password)
+        values[database.password_key] = password
+    if "SECRET_KEY" in facts.secret_names:
+        # Not the .env one: a key is never shared between two environments.
+        values["SECRET_KEY"] = secret_key()
+    return values
+
+
 def write_local_env(project: Path, answers: Mapping[str, object]) -> None:
     values = local_secrets(answers)
+    if answers["framework"] == "django":
+        # Django's settings default to production (what an image started bare gets); this
+        # checkout's manage.py commands run in development.
+        values = {"ENVIRONMENT": "development", **values}
     if values:
         lines = "".join(f"{name}={value}\n" for name, value in values.items())
         (project / ".env").write_text(HEADER + lines, encoding="utf-8")
+    if dev_values := dev_overlay_secrets(answers):
+        lines = "".join(f"{name}={value}\n" for name, value in dev_values.items())
+        path = project / DEV_SECRETS
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(DEV_SECRETS_HEADER + lines, encoding="utf-8")

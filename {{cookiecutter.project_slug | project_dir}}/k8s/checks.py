@@ -385,17 +385,33 @@ def image_user(dockerfile: Path) -> tuple[str | None, str | None] | str:
     return uid, gid or None
 
 
+def project_images(manifests: Manifests) -> set[str]:
+    """The images built from the Dockerfile: those the project's own workloads run (named after
+    the project: `app.kubernetes.io/name` equals `app.kubernetes.io/part-of`). Others, such as
+    a development database, run a third-party image as that image's own user."""
+    own = [
+        w
+        for w in manifests.workloads
+        if pod_labels(w).get("app.kubernetes.io/name")
+        == pod_labels(w).get("app.kubernetes.io/part-of")
+    ]
+    return {container.get("image") for workload in own for container in containers(workload)}
+
+
 def check_image_user(manifests: Manifests) -> CheckResult:
     dockerfile = manifests.project / "Dockerfile"
     if not dockerfile.is_file():
         return
     user = image_user(dockerfile)
+    images = project_images(manifests)
     for workload in manifests.workloads:
+        if not images.intersection(c.get("image") for c in containers(workload)):
+            continue
         if isinstance(user, str):
             yield Finding(workload, user)
             continue
         pod_context = pod_spec(workload).get("securityContext", {})
-        for container in containers(workload):
+        for container in (c for c in containers(workload) if c.get("image") in images):
             context = {**pod_context, **container.get("securityContext", {})}
             for field_name, expected in zip(("runAsUser", "runAsGroup"), user, strict=True):
                 actual = context.get(field_name)

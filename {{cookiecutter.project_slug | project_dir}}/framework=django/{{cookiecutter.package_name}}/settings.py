@@ -14,6 +14,10 @@ none of the apps that keep their state in one (admin, auth, sessions, messages).
 """
 
 from pathlib import Path
+{%- if cookiecutter.database == "postgresql" %}
+from typing import Any
+from urllib.parse import urlsplit
+{%- endif %}
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -32,12 +36,14 @@ def choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-ENVIRONMENT = choice("ENVIRONMENT", "development", ("development", "production"))
+# The checkout's `.env` (never in the image) holds ENVIRONMENT=development and a development
+# SECRET_KEY. The real environment wins over it, and one that says production ignores it.
+if env.str("ENVIRONMENT", default="") != "production":
+    environ.Env.read_env(BASE_DIR / ".env")
+# Production unless told otherwise: an image started without its ConfigMap shows no debug pages.
+ENVIRONMENT = choice("ENVIRONMENT", "production", ("development", "production"))
 PRODUCTION = ENVIRONMENT == "production"
 DEBUG = not PRODUCTION
-if not PRODUCTION:
-    # The generated `.env` holds a development SECRET_KEY; the real environment wins over it.
-    environ.Env.read_env(BASE_DIR / ".env")
 
 
 def development_default(value: object) -> object:
@@ -47,23 +53,31 @@ def development_default(value: object) -> object:
 
 # No default, in any environment: a key in the code would be the same for every deployment.
 SECRET_KEY = env.str("SECRET_KEY")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=development_default([]))
+# Comma-separated; the overlays' ConfigMaps put one name per line.
+ALLOWED_HOSTS = [
+    host.strip() for host in env.list("ALLOWED_HOSTS", default=development_default([]))
+]
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
 {%- if cookiecutter.database == "postgresql" %}
+    # First, so that its runserver (which checks the database first) replaces staticfiles' one.
+    "{{ cookiecutter.package_name }}.core",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-{%- endif %}
+{%- else %}
     "{{ cookiecutter.package_name }}.core",
+{%- endif %}
     "{{ cookiecutter.package_name }}.items",
 ]
 
 MIDDLEWARE = [
+    # Before anything logs the request: drops malformed request ids, finds the client's address.
+    "{{ cookiecutter.package_name }}.core.middleware.ForwardedHeadersMiddleware",
     # Binds a request id to every log line of the request and logs its start and end.
     "django_structlog.middlewares.RequestMiddleware",
     "{{ cookiecutter.package_name }}.core.middleware.RequestIdHeaderMiddleware",
@@ -104,8 +118,30 @@ TEMPLATES = [
     },
 ]
 
-LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DATABASES = {"default": env.db_url("DATABASE_URL", default=development_default(LOCAL_DATABASE_URL))}
+
+def postgresql_url(name: str, default: object) -> dict[str, Any]:
+    """The database settings from the URL in `name`, checked before django-environ reads it.
+
+    django-environ warns about a URL it cannot parse by printing it, password included; a
+    malformed one stops the process here instead, with one line that names the variable only.
+    """
+    url = env.str(name, default=default)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or "://" not in url or parts.scheme not in POSTGRESQL_SCHEMES:
+        raise SystemExit(
+            f"Configuration error: {name} is not a postgresql://USER:PASSWORD@HOST:PORT/NAME URL"
+            " (its value is not shown: it may hold a password)"
+        )
+    return env.db_url_config(url)
+
+
+POSTGRESQL_SCHEMES = ("postgresql", "postgres", "pgsql")
+LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/{{ cookiecutter.package_name }}"
+DATABASES = {"default": postgresql_url("DATABASE_URL", development_default(LOCAL_DATABASE_URL))}
 DATABASES["default"].update(
     # gunicorn's gthread workers keep their threads, so one persistent connection per thread is a
     # pool already, without a second queue to wait in when the database is down; the health check
@@ -165,8 +201,13 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # "auto" renders JSON when stdout is not a terminal, which is how containers run.
 LOG_FORMAT = choice("LOG_FORMAT", "auto", ("auto", "json", "console"))
 LOGGING = logging_dict_config(json_output=use_json(LOG_FORMAT), level=LOG_LEVEL)
-# The proxy in front (ingress, mesh) sets X-Request-ID; a request without one gets a fresh id.
+# The proxy in front (ingress, mesh) sets X-Request-ID; a request without a well-formed one
+# (core.middleware.ForwardedHeadersMiddleware) gets a fresh id.
 DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
+# Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client: the list gunicorn
+# trusts with X-Forwarded-Proto. The middleware logs the client's address, taken from there.
+FORWARDED_ALLOW_IPS = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1"])
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
 {%- if cookiecutter.database == "postgresql" %}
 # No user_id in request logs: looking up a session's user would make logging query the database,
 # and turn an outage into 500s for requests that carry a session cookie.

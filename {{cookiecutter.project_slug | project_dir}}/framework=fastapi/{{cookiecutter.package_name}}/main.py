@@ -10,16 +10,19 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }}.api.routes import health, items
 {%- if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.core.db import create_engine, create_sessionmaker
-from {{ cookiecutter.package_name }}.core.errors import install_error_handlers
 {%- elif cookiecutter.database == "mongodb" %}
 from {{ cookiecutter.package_name }}.core.db import create_client
-from {{ cookiecutter.package_name }}.core.errors import install_error_handlers
 {%- endif %}
+from {{ cookiecutter.package_name }}.core.errors import (
+    UnhandledErrorMiddleware,
+    install_error_handlers,
+)
 from {{ cookiecutter.package_name }}.core.limits import RequestLimitsMiddleware
 from {{ cookiecutter.package_name }}.core.logging_config import configure_logging
 from {{ cookiecutter.package_name }}.core.middleware import (
     AccessLogMiddleware,
     CloseWhenDrainingMiddleware,
+    HeadAsGetMiddleware,
 )
 from {{ cookiecutter.package_name }}.core.settings import Settings, get_settings
 {%- if cookiecutter.database == "none" %}
@@ -58,20 +61,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+    # The schema and the interactive docs built on it (/docs, /redoc) are a development aid: in
+    # production the API's map is not handed to every client unless API_DOCS says so.
+    openapi_url = "/openapi.json" if settings.serve_api_docs else None
 {%- if cookiecutter.database == "none" %}
-    app = FastAPI(title=settings.app_name)
+    app = FastAPI(title=settings.app_name, openapi_url=openapi_url)
     app.state.settings = settings
-    app.state.items = ItemStore()
+    app.state.items = ItemStore(max_items=settings.max_items)
 {%- else %}
-    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    app = FastAPI(title=settings.app_name, openapi_url=openapi_url, lifespan=lifespan)
     app.state.settings = settings
 {%- endif %}
     app.include_router(health.router)
     app.include_router(items.router)
-{%- if cookiecutter.database != "none" %}
     install_error_handlers(app)
-{%- endif %}
-    # The last added runs first: request id, then the access log, then limits and draining.
+    # The last added runs first: request id, access log, errors as JSON, limits, draining, HEAD.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(CloseWhenDrainingMiddleware)
     app.add_middleware(
         RequestLimitsMiddleware,
@@ -79,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_header_bytes=settings.max_header_bytes,
         max_query_bytes=settings.max_query_bytes,
     )
+    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     return app

@@ -8,15 +8,18 @@ NAME_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 2000
 {%- endif %}
 
+# No NUL characters: databases and C libraries take one for the end of the text.
+NO_NUL = r"^[^\x00]*$"
+
 
 class ItemCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 {% if cookiecutter.database == "mongodb" %}
-    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
-    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
+    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NO_NUL)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH, pattern=NO_NUL)
 {%- else %}
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    description: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
 {%- endif %}
 
 
@@ -39,3 +42,9 @@ class ItemPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class Error(BaseModel):
+    """The body of every error answer but FastAPI's 422, whose `detail` lists the invalid fields."""
+
+    detail: str

@@ -7,6 +7,8 @@ the server is touched.
 import os
 import secrets
 
+# The settings default to production; the tests opt into development, as `make run` does.
+os.environ["ENVIRONMENT"] = "development"
 os.environ["SECRET_KEY"] = secrets.token_urlsafe(50)
 os.environ["DATABASE_URL"] = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -1,8 +1,12 @@
-"""Middleware for running behind Kubernetes: probes and request ids."""
+"""Middleware for running behind Kubernetes: probes, request ids and the client's address."""
 
+import ipaddress
+import re
 from collections.abc import Callable
+from functools import cache
 
 import structlog
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from {{ cookiecutter.package_name }}.core import views
@@ -24,7 +28,8 @@ class ProbeMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         probe = self.probes.get(request.path_info)
-        if probe is not None and request.method == "GET":
+        # HEAD too: load balancers and some probes use it; gunicorn sends no body for it.
+        if probe is not None and request.method in ("GET", "HEAD"):
             return probe(request)
         return self.get_response(request)
 
@@ -41,3 +46,74 @@ class RequestIdHeaderMiddleware:
         if request_id is not None:
             response["X-Request-ID"] = request_id
         return response
+
+
+# What ingress controllers and meshes send (a UUID, or hex digits like ingress-nginx's $req_id).
+# Anything else, a merged pair of headers included, is replaced by a fresh id.
+REQUEST_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[0-9a-fA-F]{16,64}")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@cache
+def trusted_proxies() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+    """FORWARDED_ALLOW_IPS as networks; None when it is "*" (every peer is trusted)."""
+    if "*" in settings.FORWARDED_ALLOW_IPS:
+        return None
+    allowed = settings.FORWARDED_ALLOW_IPS
+    return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in allowed)
+
+
+def parse_address(value: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
+def is_trusted(address: IPAddress | None) -> bool:
+    networks = trusted_proxies()
+    if networks is None:
+        return True
+    return address is not None and any(address in network for network in networks)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address: the peer's, or the one the trusted proxies in front report.
+
+    X-Forwarded-For is read from the right, where the nearest proxy appended; the first address
+    no trusted proxy owns is the client. Any peer can send the header, so it counts only when
+    the peer itself is a trusted proxy (FORWARDED_ALLOW_IPS, as for gunicorn's X-Forwarded-Proto).
+    """
+    peer = request.META.get("REMOTE_ADDR", "")
+    if not is_trusted(parse_address(peer)):
+        return peer
+    hops = [parse_address(hop) for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    client = peer
+    for hop in reversed(hops):
+        if hop is None:
+            break
+        client = str(hop)
+        if not is_trusted(hop):
+            break
+    return client
+
+
+class ForwardedHeadersMiddleware:
+    """Keep only what a client may say about itself, before anything logs the request.
+
+    A malformed X-Request-ID is dropped (django-structlog then makes a fresh one), so no client
+    writes markup or megabytes into the logs and responses. The client's address comes from
+    forwarding headers only when a trusted proxy sent them.
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request.META.get("HTTP_X_REQUEST_ID")
+        if request_id is not None and not REQUEST_ID.fullmatch(request_id):
+            del request.META["HTTP_X_REQUEST_ID"]
+        address = client_address(request)
+        request.META["REMOTE_ADDR"] = address
+        structlog.contextvars.bind_contextvars(ip=address)
+        return self.get_response(request)

@@ -1,4 +1,4 @@
-"""A gthread worker for gunicorn that drains before it stops.
+"""A gthread worker for gunicorn that drains before it stops, and answers its own errors in JSON.
 
 On SIGTERM gunicorn's ThreadWorker stops accepting connections at once. This one first keeps
 serving for SHUTDOWN_DRAIN_SECONDS while `/ready` answers 503 and every response closes its
@@ -7,17 +7,39 @@ Then it stops as usual, letting in-flight requests finish; the master's GRACEFUL
 from its own SIGTERM, bounds the whole.
 """
 
+import json
+import socket
 import threading
 from types import FrameType
 
 from django.conf import settings
+from gunicorn import util
 from gunicorn.http.message import Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from {{ cookiecutter.package_name }}.core.shutdown import is_draining, start_draining
 
 
+def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own error responses (bad request line, 414, 431) as the app's JSON errors.
+
+    gunicorn answers them before Django sees the request, with an HTML page that repeats what
+    it could not parse; clients get `{"detail": reason}` like every other error of the service.
+    """
+    body = json.dumps({"detail": reason}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
 class DrainingThreadWorker(ThreadWorker):
+    def init_process(self) -> None:
+        # The worker's handle_error writes through util.write_error: one place for every error.
+        util.write_error = write_json_error
+        super().init_process()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         drain_seconds = settings.SHUTDOWN_DRAIN_SECONDS
         if not self.alive or is_draining() or drain_seconds <= 0:

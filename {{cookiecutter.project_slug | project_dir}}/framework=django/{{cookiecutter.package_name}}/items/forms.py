@@ -30,7 +30,16 @@ class ItemForm(forms.Form):
         if unknown:
             fields = ", ".join(unknown)
             raise ValidationError("Unknown fields: %(fields)s", params={"fields": fields})
-        return super().clean()
+        # Form fields turn any JSON value into text ({} into ""): text must arrive as text.
+        not_text = sorted(
+            name
+            for name, value in self.data.items()
+            if value is not None and not isinstance(value, str)
+        )
+        if not_text:
+            fields = ", ".join(not_text)
+            raise ValidationError("Must be strings: %(fields)s", params={"fields": fields})
+        return super().clean() or {}
 
 
 class PageForm(forms.Form):

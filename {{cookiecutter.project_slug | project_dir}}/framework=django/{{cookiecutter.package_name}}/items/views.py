@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from django.forms.utils import ErrorDict
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -39,7 +39,28 @@ def invalid(errors: ErrorDict | dict[str, Any]) -> JsonResponse:
 # CSRF protection is for browsers that send cookies; this API reads none. Add authentication
 # (a token header, or a proxy that checks one) before exposing it.
 @method_decorator(csrf_exempt, name="dispatch")
-class ItemCollectionView(View):
+class ApiView(View):
+    """HEAD is answered like GET, OPTIONS with the allowed methods, any other method with 405."""
+
+    def allow_header(self) -> str:
+        return ", ".join(sorted(m.upper() for m in self.http_method_names if hasattr(self, m)))
+
+    def http_method_not_allowed(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> JsonResponse:
+        response = JsonResponse({"detail": "Method not allowed"}, status=405)
+        response["Allow"] = self.allow_header()
+        return response
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = HttpResponse(status=204)
+        # Nothing follows, so no Content-Type either.
+        del response["Content-Type"]
+        response["Allow"] = self.allow_header()
+        return response
+
+
+class ItemCollectionView(ApiView):
     def get(self, request: HttpRequest) -> JsonResponse:
         page = PageForm(request.GET)
         if not page.is_valid():
@@ -82,7 +103,7 @@ class ItemCollectionView(View):
 {%- endif %}
 
 
-class ItemDetailView(View):
+class ItemDetailView(ApiView):
     def get(self, request: HttpRequest, item_id: int) -> JsonResponse:
 {%- if cookiecutter.database == "postgresql" %}
         try:

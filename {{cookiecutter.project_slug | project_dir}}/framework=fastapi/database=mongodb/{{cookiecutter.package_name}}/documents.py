@@ -33,8 +33,8 @@ ITEM_VALIDATOR: dict[str, Any] = {
         },
     }
 }
-# Creation order, as the PostgreSQL version lists its items: ObjectIds from different processes
-# are ordered only to the second, so the timestamp comes first and the index serves the sort.
+# Creation order, oldest first: ObjectIds from different processes are ordered only to the second,
+# so the timestamp comes first and the index serves the sort.
 LIST_ORDER = [("created_at", ASCENDING), ("_id", ASCENDING)]
 ITEM_INDEXES = [IndexModel(LIST_ORDER, name="created_at_id")]
 

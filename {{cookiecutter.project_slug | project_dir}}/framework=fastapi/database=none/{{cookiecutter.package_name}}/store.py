@@ -20,13 +20,22 @@ class Item:
     created_at: datetime
 
 
+class StoreFullError(Exception):
+    pass
+
+
 class ItemStore:
-    def __init__(self) -> None:
+    """At most `max_items` items: without a bound, any client could fill the worker's memory."""
+
+    def __init__(self, max_items: int) -> None:
         self._items: dict[int, Item] = {}
         self._ids = itertools.count(1)
+        self.max_items = max_items
 
     # No awaits inside: on the event loop each method runs to its end without interruption.
     def add(self, item: ItemCreate) -> Item:
+        if len(self._items) >= self.max_items:
+            raise StoreFullError
         stored = Item(id=next(self._ids), created_at=datetime.now(UTC), **item.model_dump())
         self._items[stored.id] = stored
         return stored

@@ -4,8 +4,17 @@ The Kubernetes initContainer runs this module in every replica, so the upgrade i
 with a session-level PostgreSQL advisory lock held on a dedicated connection (a transaction-level
 lock would be released by the migration's own commits). The first pod migrates; the others wait,
 then find nothing left to do.
+
+Each statement waits at most LOCK_TIMEOUT for its table locks. A schema change that waits for a
+lock (behind a long transaction) makes every later query on that table queue behind it, so live
+traffic would freeze for as long as the wait lasts; instead the migration gives up, lets the
+traffic through, and tries again until MIGRATION_LOCK_TIMEOUT has passed.
+
+`--create-database` first creates the database DATABASE_URL names when it is missing, for local
+development (`make migrate`); deployments get a database that exists.
 """
 
+import argparse
 import asyncio
 import sys
 import time
@@ -14,7 +23,8 @@ import zlib
 import structlog
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, pool, text
+from sqlalchemy import Connection, make_url, pool, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from {{ cookiecutter.package_name }}.core.logging_config import configure_logging
@@ -25,6 +35,11 @@ logger = structlog.get_logger(__name__)
 # Stable per project, so services sharing a database server do not wait on each other.
 LOCK_ID = zlib.crc32(__name__.encode())
 POLL_INTERVAL = 0.5
+# The longest a migration statement waits for a table lock, and so the longest it can hold up the
+# queries queued behind it; between attempts the queue drains for RETRY_PAUSE seconds.
+LOCK_TIMEOUT = "1s"
+RETRY_PAUSE = 1.0
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 class LockTimeoutError(Exception):
@@ -55,7 +70,56 @@ async def acquire_lock(conn: AsyncConnection, max_wait: float) -> float:
     return time.monotonic() - started
 
 
+def lock_not_available(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
+async def upgrade_with_retries(conn: AsyncConnection, deadline: float) -> None:
+    """Upgrade, retrying while the budget lasts when a statement timed out waiting for a lock."""
+    await conn.execute(text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
+    await conn.commit()
+    attempt = 1
+    while True:
+        try:
+            await conn.run_sync(upgrade_to_head)
+            await conn.commit()
+            return
+        except DBAPIError as exc:
+            await conn.rollback()
+            if not lock_not_available(exc):
+                raise
+            if time.monotonic() + RETRY_PAUSE >= deadline:
+                raise LockTimeoutError(
+                    f"tables stayed locked by other transactions; gave up after {attempt} attempts"
+                ) from exc
+            logger.warning("table lock busy, retrying", attempt=attempt, lock_timeout=LOCK_TIMEOUT)
+        attempt += 1
+        await asyncio.sleep(RETRY_PAUSE)
+
+
+async def create_database_if_missing(settings: Settings) -> None:
+    url = make_url(settings.database_url)
+    if not url.database:
+        return
+    engine = create_async_engine(
+        url.set(database="postgres"),
+        poolclass=pool.NullPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"timeout": settings.database_connect_timeout},
+    )
+    try:
+        async with engine.connect() as conn:
+            query = text("SELECT 1 FROM pg_database WHERE datname = :name")
+            if not await conn.scalar(query, {"name": url.database}):
+                quoted = conn.dialect.identifier_preparer.quote(url.database)
+                await conn.execute(text(f"CREATE DATABASE {quoted}"))
+                logger.info("database created", database=url.database)
+    finally:
+        await engine.dispose()
+
+
 async def migrate(settings: Settings) -> None:
+    deadline = time.monotonic() + settings.migration_lock_timeout
     engine = create_async_engine(
         settings.database_url,
         poolclass=pool.NullPool,
@@ -66,8 +130,7 @@ async def migrate(settings: Settings) -> None:
             waited = await acquire_lock(conn, settings.migration_lock_timeout)
             logger.info("migration lock acquired", lock_id=LOCK_ID, waited_s=round(waited, 3))
             try:
-                await conn.run_sync(upgrade_to_head)
-                await conn.commit()
+                await upgrade_with_retries(conn, deadline)
             finally:
                 await conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": LOCK_ID})
                 await conn.commit()
@@ -76,11 +139,22 @@ async def migrate(settings: Settings) -> None:
     logger.info("migrations at head")
 
 
-def main() -> int:
+async def run(settings: Settings, create_database: bool) -> None:
+    if create_database:
+        await create_database_if_missing(settings)
+    await migrate(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Apply the migrations to DATABASE_URL.")
+    parser.add_argument(
+        "--create-database", action="store_true", help="create the database first if missing"
+    )
+    args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings)
     try:
-        asyncio.run(migrate(settings))
+        asyncio.run(run(settings, args.create_database))
     except LockTimeoutError as exc:
         logger.error("migration failed", reason=str(exc))
         return 1

@@ -43,6 +43,18 @@ class AccessLogMiddleware:
             )
 
 
+class HeadAsGetMiddleware:
+    """HEAD is answered as GET (the server sends no body): probes and load balancers use it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
+
+
 class CloseWhenDrainingMiddleware:
     """While the worker drains, ask clients to reconnect: the next connection finds a ready pod."""
 

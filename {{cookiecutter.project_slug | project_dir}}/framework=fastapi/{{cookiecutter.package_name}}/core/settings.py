@@ -1,22 +1,36 @@
 """Configuration, read once from environment variables (and a local `.env` file in development)."""
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
+from dotenv import load_dotenv
 from pydantic import Field{% if cookiecutter.database == "postgresql" %}, field_validator{% endif %}
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The checkout's `.env` (never in the image) goes into the environment when this module is first
+# imported, so every entry point sees the same values: the app, gunicorn.conf.py, `make run`,
+# migrations and the tests. The real environment wins over it.
+load_dotenv(Path(__file__).resolve().parents[2] / ".env")
+{%- if cookiecutter.database == "postgresql" %}
+
+# The project's own database on the local server; `make migrate` creates it when it is missing.
+LOCAL_DATABASE = "{{ cookiecutter.package_name }}"
+{%- endif %}
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore")
 
     app_name: str = "{{ cookiecutter.project_slug }}"
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"
     # "auto" renders JSON when stdout is not a terminal, which is how containers run.
     log_format: Literal["auto", "json", "console"] = "auto"
+    # /docs, /redoc and /openapi.json; unset: served in development only.
+    api_docs: bool | None = None
 {% if cookiecutter.database == "postgresql" %}
-    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    database_url: str = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{LOCAL_DATABASE}"
     database_pool_size: int = Field(default=5, ge=1)
     database_max_overflow: int = Field(default=5, ge=0)
     database_pool_timeout: float = Field(default=5.0, gt=0)
@@ -39,6 +53,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_header_bytes: int = Field(default=16 * 1024, gt=0)
     max_query_bytes: int = Field(default=4 * 1024, gt=0)
+{%- if cookiecutter.database == "none" %}
+    # Items each worker keeps in memory; creating more answers 507.
+    max_items: int = Field(default=10_000, ge=0)
+{%- endif %}
 {%- if cookiecutter.database == "postgresql" %}
     migration_lock_timeout: float = Field(default=300.0, gt=0)
 
@@ -51,6 +69,12 @@ class Settings(BaseSettings):
                 return "postgresql+asyncpg://" + url.removeprefix(prefix)
         return url
 {%- endif %}
+
+    @property
+    def serve_api_docs(self) -> bool:
+        if self.api_docs is None:
+            return self.environment == "development"
+        return self.api_docs
 
 
 @lru_cache

@@ -4,14 +4,19 @@ On SIGTERM a plain uvicorn worker stops accepting connections at once. This one 
 serving for SHUTDOWN_DRAIN_SECONDS while `/ready` answers 503 and responses ask clients to close
 their connections, so load balancers that poll readiness move traffic away before the listener
 closes. Then it shuts down as usual, letting in-flight requests finish.
+
+It also answers requests that cannot be parsed as HTTP with JSON, like every other error.
 """
 
+import json
 import signal
 import sys
 import time
 from types import FrameType
+from typing import Any, ClassVar
 
 from gunicorn.arbiter import Arbiter
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
@@ -38,7 +43,28 @@ class DrainingServer(Server):
         return await super().on_tick(counter)
 
 
+class JsonErrorsHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, answering an unparseable request with JSON instead of plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"detail": "Bad request"}).encode()
+        head = [b"HTTP/1.1 400 Bad Request"]
+        head += [name + b": " + value for name, value in self.server_state.default_headers]
+        head += [
+            b"content-type: application/json",
+            b"content-length: %d" % len(body),
+            b"connection: close",
+        ]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.transport.close()
+
+
 class DrainingUvicornWorker(UvicornWorker):
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "http": JsonErrorsHttpToolsProtocol,
+    }
+
     async def _serve(self) -> None:
         # Same as UvicornWorker._serve, with the draining server.
         self.config.app = self.wsgi

@@ -1,13 +1,22 @@
 {% if cookiecutter.database == "postgresql" -%}
-"""Probes: liveness touches nothing, readiness checks the database under a short time box."""
+"""Probes: liveness touches nothing, readiness checks the database under a short time box.
+
+HEAD is answered like GET (core/middleware.py), as probes and load balancers may use either.
+"""
 
 import asyncio
 {%- elif cookiecutter.database == "mongodb" -%}
-"""Probes: liveness touches nothing, readiness pings the database under a short time box."""
+"""Probes: liveness touches nothing, readiness pings the database under a short time box.
+
+HEAD is answered like GET (core/middleware.py), as probes and load balancers may use either.
+"""
 
 import asyncio
 {%- else -%}
-"""Probes: liveness and readiness; without a database, ready means serving and not draining."""
+"""Probes: liveness and readiness; without a database, ready means serving and not draining.
+
+HEAD is answered like GET (core/middleware.py), as probes and load balancers may use either.
+"""
 {%- endif %}
 
 import structlog
@@ -18,13 +27,24 @@ from fastapi import APIRouter, Request
 {%- endif %}
 from fastapi.responses import JSONResponse
 {%- if cookiecutter.database == "postgresql" %}
-from sqlalchemy import text
+from sqlalchemy import ARRAY, String, bindparam, text
 {%- endif %}
 
+{% if cookiecutter.database == "postgresql" -%}
+from {{ cookiecutter.package_name }}.core.db import Base
+from {{ cookiecutter.package_name }}.core.errors import unavailable_reason
+{% endif -%}
 from {{ cookiecutter.package_name }}.core.shutdown import is_draining
 
 router = APIRouter(tags=["health"])
 logger = structlog.get_logger(__name__)
+{%- if cookiecutter.database == "postgresql" %}
+
+# Looked up by name, which takes no lock: a migration holding a table does not make pods unready.
+MISSING_TABLES = text(
+    "SELECT name FROM unnest(:names) AS name WHERE to_regclass(name) IS NULL ORDER BY name"
+).bindparams(bindparam("names", type_=ARRAY(String)))
+{%- endif %}
 
 
 @router.get("/health")
@@ -32,12 +52,13 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", responses={503: {"description": "Not ready: the failing check says why"}})
 {%- if cookiecutter.database == "none" %}
 async def ready() -> JSONResponse:
     if is_draining():
         return not_ready("shutdown", "draining")
-    # Add a check here for each dependency the service gets, as the database versions do.
+    # A dependency the service cannot serve without (a database, a broker) gets a time-boxed
+    # check here, reported under "checks"; a failing one answers 503.
     return JSONResponse({"status": "ready", "checks": {}})
 {%- else %}
 async def ready(request: Request) -> JSONResponse:
@@ -50,7 +71,9 @@ async def ready(request: Request) -> JSONResponse:
             asyncio.timeout(settings.ready_timeout),
             request.app.state.engine.connect() as conn,
         ):
-            await conn.execute(text("SELECT 1"))
+            # Every table the models declare: a database that was never migrated is not ready.
+            tables = sorted(Base.metadata.tables)
+            missing = (await conn.scalars(MISSING_TABLES, {"names": tables})).all()
 {%- elif cookiecutter.database == "mongodb" %}
         async with asyncio.timeout(settings.ready_timeout):
             await request.app.state.database.command("ping")
@@ -58,7 +81,13 @@ async def ready(request: Request) -> JSONResponse:
     except TimeoutError:
         return not_ready("database", f"no answer within {settings.ready_timeout}s")
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready", and is reported as such
+{%- if cookiecutter.database == "postgresql" %}
+        return not_ready("database", unavailable_reason(exc) or type(exc).__name__)
+    if missing:
+        return not_ready("database", f"schema not migrated (no table {', '.join(missing)})")
+{%- else %}
         return not_ready("database", type(exc).__name__)
+{%- endif %}
     return JSONResponse({"status": "ready", "checks": {"database": "ok"}})
 {%- endif %}
 

@@ -3,6 +3,11 @@ from typing import Annotated
 from bson import ObjectId
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
+from {{ cookiecutter.package_name }}.api.responses import (
+    NOT_FOUND,
+    UNAVAILABLE,
+    UNPARSEABLE_BODY,
+)
 from {{ cookiecutter.package_name }}.core.db import Items
 from {{ cookiecutter.package_name }}.documents import (
     LIST_ORDER,
@@ -20,14 +25,14 @@ ItemId = Annotated[str, Path(pattern="^[0-9a-fA-F]{24}$")]
 Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**UNPARSEABLE_BODY, **UNAVAILABLE})
 async def create_item(payload: ItemCreate, items: Items) -> ItemRead:
     document = new_item_document(payload, created_at=utc_now())
     await items.insert_one(document)
     return item_from_document(document)
 
 
-@router.get("")
+@router.get("", responses=UNAVAILABLE)
 async def list_items(
     items: Items,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -43,7 +48,7 @@ async def list_items(
     )
 
 
-@router.get("/{item_id}")
+@router.get("/{item_id}", responses={**NOT_FOUND, **UNAVAILABLE})
 async def get_item(item_id: ItemId, items: Items) -> ItemRead:
     document = await items.find_one({"_id": ObjectId(item_id)})
     if document is None:

@@ -2,8 +2,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 
+from {{ cookiecutter.package_name }}.api.responses import (
+    NOT_FOUND,
+    STORE_FULL,
+    UNPARSEABLE_BODY,
+)
 from {{ cookiecutter.package_name }}.schemas import ItemCreate, ItemPage, ItemRead
-from {{ cookiecutter.package_name }}.store import ItemStore
+from {{ cookiecutter.package_name }}.store import ItemStore, StoreFullError
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"])
 
@@ -15,9 +20,15 @@ def get_store(request: Request) -> ItemStore:
 Store = Annotated[ItemStore, Depends(get_store)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**UNPARSEABLE_BODY, **STORE_FULL})
 async def create_item(payload: ItemCreate, store: Store) -> ItemRead:
-    return ItemRead.model_validate(store.add(payload))
+    try:
+        item = store.add(payload)
+    except StoreFullError:
+        raise HTTPException(
+            status_code=status.HTTP_507_INSUFFICIENT_STORAGE, detail="Item store full"
+        ) from None
+    return ItemRead.model_validate(item)
 
 
 @router.get("")
@@ -34,7 +45,7 @@ async def list_items(
     )
 
 
-@router.get("/{item_id}")
+@router.get("/{item_id}", responses=NOT_FOUND)
 async def get_item(item_id: Annotated[int, Path(ge=1)], store: Store) -> ItemRead:
     item = store.get(item_id)
     if item is None:

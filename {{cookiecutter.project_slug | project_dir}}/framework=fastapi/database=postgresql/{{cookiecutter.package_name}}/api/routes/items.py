@@ -3,17 +3,24 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy import func, select
 
+from {{ cookiecutter.package_name }}.api.responses import (
+    NOT_FOUND,
+    UNAVAILABLE,
+    UNPARSEABLE_BODY,
+)
 from {{ cookiecutter.package_name }}.core.db import Session
 from {{ cookiecutter.package_name }}.models import Item
 from {{ cookiecutter.package_name }}.schemas import ItemCreate, ItemPage, ItemRead
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"])
 
-# The primary key is a PostgreSQL integer: larger ids are a 422, not a driver overflow error.
+# The database's limits, so that larger values are a 422, never a driver overflow error:
+# the primary key is an integer, OFFSET a bigint.
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**UNPARSEABLE_BODY, **UNAVAILABLE})
 async def create_item(payload: ItemCreate, session: Session) -> ItemRead:
     item = Item(**payload.model_dump())
     session.add(item)
@@ -22,11 +29,11 @@ async def create_item(payload: ItemCreate, session: Session) -> ItemRead:
     return ItemRead.model_validate(item)
 
 
-@router.get("")
+@router.get("", responses=UNAVAILABLE)
 async def list_items(
     session: Session,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ItemPage:
     total = await session.scalar(select(func.count()).select_from(Item))
     rows = await session.scalars(select(Item).order_by(Item.id).limit(limit).offset(offset))
@@ -38,7 +45,7 @@ async def list_items(
     )
 
 
-@router.get("/{item_id}")
+@router.get("/{item_id}", responses={**NOT_FOUND, **UNAVAILABLE})
 async def get_item(item_id: ItemId, session: Session) -> ItemRead:
     item = await session.get(Item, item_id)
     if item is None:
