@@ -39,26 +39,27 @@ class DevDatabase:
 
 
 def dev_database(database: str, package_name: str) -> DevDatabase | None:
+    if database not in DATABASE_PORTS:
+        return None
+    port = DATABASE_PORTS[database]
     if database == "postgresql":
         return DevDatabase(
             name="postgresql",
             image="postgres:17",
-            port=DATABASE_PORTS[database],
+            port=port,
             user_id=999,
             username=package_name,
-            url_template=f"postgresql://{package_name}:{{password}}@postgresql:5432/{package_name}",
+            url_template=f"postgresql://{package_name}:{{password}}@postgresql:{port}/{package_name}",
         )
-    if database == "mongodb":
-        return DevDatabase(
-            name="mongodb",
-            image="mongo:8.0",
-            port=DATABASE_PORTS[database],
-            user_id=999,
-            username=package_name,
-            # The account lives in the admin database, as the image creates it.
-            url_template=f"mongodb://{package_name}:{{password}}@mongodb:27017/?authSource=admin",
-        )
-    return None
+    return DevDatabase(
+        name="mongodb",
+        image="mongo:8.0",
+        port=port,
+        user_id=999,
+        username=package_name,
+        # The account lives in the admin database, as the image creates it.
+        url_template=f"mongodb://{package_name}:{{password}}@mongodb:{port}/?authSource=admin",
+    )
 
 
 @dataclass(frozen=True)
