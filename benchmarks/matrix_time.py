@@ -1,32 +1,36 @@
-"""How long rendering and validating every combination takes: what tests/test_matrix.py does.
+"""How long rendering and checking every combination takes: what tests/test_matrix.py does.
 
-    python -m benchmarks.matrix_time [--jobs 2]
+    python -m benchmarks.matrix_time
 
-Bakes every supported combination of cookiecutter.json's choices as a user would (in-process,
-hooks included, so each bake also runs the project's manifest validator), then runs the checks
-of testkit/matrix.py over all of them: leftovers, blank-line runs, ruff check and ruff format
---check (one run each), yamllint. The unsupported combinations go through the CLI and must be
-refused. --jobs bakes in parallel processes (default: one per CPU; the test suite's xdist runs
-the supported ones in one worker, as --jobs 1 does). Prints each stage's time and exits 1 when
-the whole misses the target.
+Renders every supported combination of cookiecutter.json's choices in memory, runs the checks of
+testkit/matrix.py once per distinct file (leftovers, blank-line runs, foreign mentions, yamllint)
+and once per distinct Python file set (ruff check, ruff format --check), then bakes each
+distinct manifest set's first combination for real (hooks included, so the project's manifest
+validator runs) and compares it with its rendering. The unsupported combinations must be
+refused: through cookiecutter's API each, and through the CLI once per distinct reason. Prints
+each stage's time and exits 1 when the whole misses the target or anything is unclean.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cookiecutter.main import cookiecutter
-
-from testkit.matrix import check_combinations
+from testkit.matrix import (
+    VALIDATED,
+    bake_differences,
+    bake_in_process,
+    file_problems,
+    render_matrix,
+)
 from testkit.template import (
-    TEMPLATE_ROOT,
     answers_key,
     bake_in_subprocess,
     refusal,
@@ -34,30 +38,39 @@ from testkit.template import (
     unsupported_combinations,
 )
 
-TARGET_SECONDS = 120
+TARGET_SECONDS = 180
 
 
-def quiet() -> None:
-    """The hooks print a few lines per bake; a benchmark of 60 bakes reads better without them."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
+@contextlib.contextmanager
+def hook_output_to(log: Path):
+    """The hooks print a few lines per bake, from subprocesses: kept in a file to be read."""
+    saved = os.dup(1)
+    with log.open("wb") as file:
+        os.dup2(file.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
-def bake(answers: dict[str, str], output_dir: str) -> str:
-    return cookiecutter(
-        str(TEMPLATE_ROOT), no_input=True, extra_context=answers, output_dir=output_dir
-    )
-
-
-def refused_cleanly(answers: dict[str, str], output_dir: Path) -> bool:
-    result = bake_in_subprocess(output_dir, **answers)
-    errors = [line for line in result.stderr.splitlines() if "error: " in line]
-    return (
-        result.returncode != 0
-        and errors == [f"error: {refusal(answers)}"]
-        and not any(output_dir.iterdir())
-    )
+def refused_cleanly(answers: dict[str, str], scratch: Path, *, command_line: bool) -> bool:
+    if command_line:
+        scratch.mkdir(parents=True)
+        result = bake_in_subprocess(scratch, **answers)
+        errors = [line for line in result.stderr.splitlines() if "error: " in line]
+        return (
+            result.returncode != 0
+            and errors == [f"error: {refusal(answers)}"]
+            and not any(scratch.iterdir())
+        )
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            bake_in_process(answers, scratch)
+    except Exception as error:  # noqa: BLE001 - the refusal is whatever cookiecutter raises
+        return str(error) == refusal(answers) and not any((scratch / "out").iterdir())
+    return False
 
 
 @dataclass
@@ -65,9 +78,13 @@ class MatrixTiming:
     combinations: int
     supported: int
     refused: int
-    jobs: int
-    bake_seconds: float
+    distinct_files: int
+    python_sets: int
+    manifest_sets: int
+    render_seconds: float
     checks_seconds: float
+    # The real bakes, one per distinct manifest set.
+    bake_seconds: float
     refusals_seconds: float
     # Per combination, what the checks found; empty when the whole matrix is clean.
     problems: dict[str, list[str]] = field(default_factory=dict)
@@ -75,59 +92,66 @@ class MatrixTiming:
 
     @property
     def total_seconds(self) -> float:
-        return self.bake_seconds + self.checks_seconds + self.refusals_seconds
+        return self.render_seconds + self.checks_seconds + self.bake_seconds + self.refusals_seconds
 
 
-def measure(jobs: int) -> MatrixTiming:
+def measure() -> MatrixTiming:
     supported, unsupported = supported_combinations(), unsupported_combinations()
+    started = time.perf_counter()
+    matrix = render_matrix(supported)
+    rendered_at = time.perf_counter()
+    problems = file_problems(matrix)
+    checked_at = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="matrix-time-") as scratch:
-        started = time.perf_counter()
-        outputs = [str(Path(scratch, str(number))) for number in range(len(supported))]
-        with ProcessPoolExecutor(max_workers=jobs, initializer=quiet) as pool:
-            baked = dict(
-                zip(
-                    map(answers_key, supported),
-                    pool.map(bake, supported, outputs),
-                    strict=True,
-                )
-            )
+        for number, keys in enumerate(matrix.manifest_sets):
+            log = Path(scratch, f"hook-{number}.log")
+            with hook_output_to(log):
+                project = bake_in_process(matrix.answers(keys[0]), Path(scratch, str(number)))
+            if not VALIDATED.search(log.read_text()):
+                problems[keys[0]].append(f"validator did not pass: {log.read_text()[-500:]}")
+            problems[keys[0]] += bake_differences(project, matrix.rendered[keys[0]])
         baked_at = time.perf_counter()
-        problems = check_combinations(supported, lambda answers: Path(baked[answers_key(answers)]))
-        checked_at = time.perf_counter()
-        refused_dirs = [Path(scratch, f"refused-{number}") for number in range(len(unsupported))]
-        for directory in refused_dirs:
-            directory.mkdir()
-        with ThreadPoolExecutor(max_workers=jobs) as threads:
-            refused = list(threads.map(refused_cleanly, unsupported, refused_dirs))
+        reasons = {refusal(answers): answers_key(answers) for answers in unsupported}
+        refused = [
+            refused_cleanly(
+                answers,
+                Path(scratch, f"refused-{number}"),
+                command_line=answers_key(answers) in reasons.values(),
+            )
+            for number, answers in enumerate(unsupported)
+        ]
         finished = time.perf_counter()
     return MatrixTiming(
         combinations=len(supported) + len(unsupported),
         supported=len(supported),
         refused=len(unsupported),
-        jobs=jobs,
-        bake_seconds=baked_at - started,
-        checks_seconds=checked_at - baked_at,
-        refusals_seconds=finished - checked_at,
+        distinct_files=matrix.distinct_files,
+        python_sets=len(matrix.python_sets),
+        manifest_sets=len(matrix.manifest_sets),
+        render_seconds=rendered_at - started,
+        checks_seconds=checked_at - rendered_at,
+        bake_seconds=baked_at - checked_at,
+        refusals_seconds=finished - baked_at,
         problems={key: found for key, found in problems.items() if found},
         all_refused_cleanly=all(refused),
     )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel bakes")
-    timing = measure(parser.parse_args().jobs)
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    timing = measure()
 
     total = timing.total_seconds
     print(f"load:        {os.getloadavg()[0]:.2f} (1-minute average) on {os.cpu_count()} CPUs")
     print(
-        f"matrix:      {timing.combinations} combinations:"
-        f" {timing.supported} supported, {timing.refused} refused by the answer check"
+        f"matrix:      {timing.supported} supported combinations ({timing.distinct_files}"
+        f" distinct files, {timing.python_sets} distinct Python file sets,"
+        f" {timing.manifest_sets} distinct manifest sets), {timing.refused} unsupported"
     )
-    bake, jobs = timing.bake_seconds, timing.jobs
-    print(f"bake:        {bake:6.1f} s  ({jobs} parallel, manifests validated)")
-    print(f"checks:      {timing.checks_seconds:6.1f} s  (leftovers, ruff check/format, yamllint)")
-    print(f"refusals:    {timing.refusals_seconds:6.1f} s  (through the CLI)")
+    print(f"render:      {timing.render_seconds:6.1f} s  (in memory, hooks' layout and locks)")
+    print(f"checks:      {timing.checks_seconds:6.1f} s  (per distinct file; ruff per file set)")
+    print(f"bakes:       {timing.bake_seconds:6.1f} s  (one per manifest set, validator included)")
+    print(f"refusals:    {timing.refusals_seconds:6.1f} s  (API each, CLI per distinct reason)")
     print(f"total:       {total:6.1f} s  (target < {TARGET_SECONDS} s)")
     for key, found in timing.problems.items():
         print(f"problem: {key}: {found[:3]}", file=sys.stderr)

@@ -100,7 +100,7 @@ def describe_machine(deployments: dict[str, serving.Deployment]) -> dict[str, An
     packages: dict[str, str] = {}
     services_python = set()
     names = {"fastapi": ["fastapi", "starlette", "uvicorn", "gunicorn", "structlog", "asyncpg"]}
-    names["django"] = ["django", "gunicorn", "django-structlog", "psycopg"]
+    names["django"] = ["django", "gunicorn", "uvicorn", "structlog", "psycopg"]
     for framework, deployment in deployments.items():
         versions = serving.package_versions(deployment.venv, names[framework])
         services_python.add(versions.pop("python"))
@@ -199,7 +199,7 @@ def main() -> int:
     results["bake"]["load_average_after"] = list(os.getloadavg())
     if not arguments.skip_matrix:
         say("whole matrix")
-        timing = matrix_time.measure(arguments.workers)
+        timing = matrix_time.measure()
         results["matrix"] = dataclasses.asdict(timing) | {
             "total_seconds": timing.total_seconds,
             "load_average_after": list(os.getloadavg()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import subprocess
 import textwrap
@@ -37,8 +38,6 @@ WRK_SUMMARY = Path(__file__).with_name("wrk_summary.lua")
 APP_COST = Path(__file__).with_name("app_cost.py")
 # The runtime image's ENV (Dockerfile): bytecode is compiled at build time, output unbuffered.
 IMAGE_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
-# gunicorn.conf.py's GUNICORN_THREADS default for Django; the bare Django app gets the same.
-DJANGO_THREADS = 4
 ITEMS = "/api/v1/items"
 SEEDED_ITEMS = 50
 
@@ -58,6 +57,52 @@ BARE_FASTAPI = {
         @app.get("/health")
         async def health():
             return {"status": "ok"}
+    """,
+    # The simplest items list on the same database: one route, one session per request, the
+    # rendered engine's pool options (POOL_OPTIONS, read from the rendered project).
+    "app/items.py": """
+        import json
+        import os
+        from datetime import datetime
+
+        from fastapi import FastAPI
+        from sqlalchemy import func, select
+        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+        from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+        class Base(DeclarativeBase):
+            pass
+
+
+        class Item(Base):
+            __tablename__ = "items"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            name: Mapped[str]
+            description: Mapped[str | None]
+            created_at: Mapped[datetime]
+
+
+        engine = create_async_engine(
+            os.environ["DATABASE_URL"], **json.loads(os.environ["POOL_OPTIONS"])
+        )
+        Session = async_sessionmaker(engine, expire_on_commit=False)
+        app = FastAPI()
+
+
+        @app.get("/api/v1/items")
+        async def list_items(limit: int = 20, offset: int = 0):
+            async with Session() as session:
+                total = await session.scalar(select(func.count()).select_from(Item))
+                rows = await session.scalars(
+                    select(Item).order_by(Item.id).limit(limit).offset(offset)
+                )
+                items = [
+                    {"id": i.id, "name": i.name, "description": i.description,
+                     "created_at": i.created_at}
+                    for i in rows
+                ]
+            return {"items": items, "total": total, "limit": limit, "offset": offset}
     """,
 }
 
@@ -84,6 +129,58 @@ BARE_DJANGO = {
 
         urlpatterns = [path("", root), path("health", health)]
     """,
+    # The simplest items list on the same database: one view, the rendered project's DATABASES
+    # (driver, pool and all; BARE_DATABASE, read from the rendered project), no middleware.
+    "app/items_settings.py": """
+        import json
+        import os
+
+        SECRET_KEY = "bare-benchmark-app"
+        DEBUG = False
+        ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+        ROOT_URLCONF = "app.items_urls"
+        INSTALLED_APPS = ["app"]
+        USE_TZ = True
+        DATABASES = {"default": json.loads(os.environ["BARE_DATABASE"])}
+    """,
+    "app/models.py": """
+        from django.db import models
+
+
+        class Item(models.Model):
+            name = models.CharField(max_length=200)
+            description = models.CharField(max_length=2000, blank=True)
+            created_at = models.DateTimeField()
+
+            class Meta:
+                db_table = "items_item"
+                managed = False
+    """,
+    "app/items_urls.py": """
+        from django.http import JsonResponse
+        from django.urls import path
+
+        from app.models import Item
+
+
+        def items(request):
+            limit = int(request.GET.get("limit", 20))
+            offset = int(request.GET.get("offset", 0))
+            found = Item.objects.order_by("id")[offset : offset + limit]
+            return JsonResponse({
+                "items": [
+                    {"id": i.pk, "name": i.name, "description": i.description,
+                     "created_at": i.created_at}
+                    for i in found
+                ],
+                "total": Item.objects.count(),
+                "limit": limit,
+                "offset": offset,
+            })
+
+
+        urlpatterns = [path("api/v1/items", items)]
+    """,
     "app/wsgi.py": """
         import os
 
@@ -92,48 +189,132 @@ BARE_DJANGO = {
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
         application = get_wsgi_application()
     """,
+    "app/asgi.py": """
+        import os
+
+        from django.core.asgi import get_asgi_application
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+        application = get_asgi_application()
+    """,
 }
+
+# Run in the rendered project (its venv, directory and pod environment): the server its
+# gunicorn.conf.py configures, as the bare Django must run on the same one.
+SERVER_PROBE = """
+import json, runpy
+from gunicorn.util import load_class
+conf = runpy.run_path("gunicorn.conf.py")
+worker = load_class(conf.get("worker_class", "sync"))
+# The server's own class under the project's subclass of it.
+servers = ("gunicorn", "uvicorn_worker")
+base = next(c for c in worker.__mro__ if c.__module__.split(".")[0] in servers)
+print(json.dumps({
+    "worker_class": f"{base.__module__}.{base.__qualname__}",
+    "interface": "asgi" if base.__module__.startswith("uvicorn") else "wsgi",
+    "threads": conf.get("threads", 1),
+}))
+"""
+# The rendered FastAPI engine's pool options, as its core/db.py passes them.
+FASTAPI_POOL_PROBE = """
+import json
+from {package}.core import db
+from {package}.core.settings import Settings
+options = {{}}
+db.create_async_engine = lambda url, **given: options.update(given)
+db.create_engine(Settings())
+pool = {{k: v for k, v in options.items() if k.startswith("pool") or k == "max_overflow"}}
+print(json.dumps(pool))
+"""
+# The rendered Django project's database settings.
+DJANGO_DATABASE_PROBE = """
+import json, django
+django.setup()
+from django.conf import settings
+print(json.dumps(settings.DATABASES["default"], default=str))
+"""
 
 
 @dataclass(frozen=True)
 class BareApp:
     description: str
-    files: dict[str, str]
-    command: Callable[[int, int], list[str]]
+    command: list[str]
     # What app_cost.py calls in-process: an ASGI app (or factory), or a Django settings module.
     in_process: str
+    env: dict[str, str]
 
 
-BARE_APPS = {
-    "fastapi": BareApp(
-        description=(
-            "the blueprint's bare app: a two-route FastAPI hello world (`/`, `/health`) started"
-            " with `uvicorn app.main:app --workers N` (uvicorn's defaults otherwise)"
+def bare_apps(deployment: Deployment, workers: int, database: str) -> dict[str, BareApp]:
+    """The bare hello world (`/health`) and the bare items list, with their commands."""
+    if deployment.framework == "fastapi":
+        uvicorn = ["uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--workers", str(workers)]
+        pool = probe(deployment, FASTAPI_POOL_PROBE.format(package=package(deployment)), database)
+        url = database_url(database).replace("postgresql://", "postgresql+asyncpg://", 1)
+        return {
+            "health": BareApp(
+                "the blueprint's bare app: a two-route FastAPI hello world (`/`, `/health`)"
+                " started with `uvicorn app.main:app --workers N` (uvicorn's defaults"
+                " otherwise, its access log among them)",
+                [*uvicorn, "app.main:app"],
+                "app.main:app",
+                {},
+            ),
+            "items": BareApp(
+                "one FastAPI route doing the same two queries through SQLAlchemy and asyncpg,"
+                f" one session per request, with the rendered engine's pool options ({pool}),"
+                " started like the bare app",
+                [*uvicorn, "app.items:app"],
+                "",
+                {"DATABASE_URL": url, "POOL_OPTIONS": json.dumps(pool)},
+            ),
+        }
+    server = probe(deployment, SERVER_PROBE, database)
+    command = ["gunicorn", "--bind", "127.0.0.1:{port}", "--workers", str(workers)]
+    command += ["--worker-class", server["worker_class"]]
+    if server["interface"] == "wsgi":
+        command += ["--threads", str(server["threads"])]
+    command.append(f"app.{server['interface']}:application")
+    served = f"gunicorn with the rendered service's worker class (`{server['worker_class']}`)"
+    bare_database = probe(deployment, DJANGO_DATABASE_PROBE, database)
+    pool = bare_database.get("OPTIONS", {}).get("pool")
+    return {
+        "health": BareApp(
+            "a two-route Django hello world (`/`, `/health`; no apps, no middleware, no"
+            f" database) served by {served} and the same worker count: the ratio is what the"
+            " template adds to Django rather than Django against FastAPI",
+            command,
+            "app.settings",
+            {},
         ),
-        files=BARE_FASTAPI,
-        in_process="app.main:app",
-        command=lambda port, workers: [
-            *("uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)),
-            *("--workers", str(workers)),
-        ],
-    ),
-    # A bare Django, not the bare FastAPI app: the same server (gunicorn gthread, same workers and
-    # threads) with nothing of the template's, so the ratio is the template's cost, not Django's.
-    "django": BareApp(
-        description=(
-            "a two-route Django hello world (`/`, `/health`; no apps, no middleware, no database)"
-            f" started with `gunicorn app.wsgi --workers N --threads {DJANGO_THREADS}`: the"
-            " rendered service's server and threads, so the ratio is what the template adds to"
-            " Django rather than Django against FastAPI"
+        "items": BareApp(
+            "one Django view doing the same two ORM queries, no middleware, with the rendered"
+            f" project's DATABASES (psycopg, pool {pool}), served like the bare app",
+            command,
+            "",
+            {
+                "DJANGO_SETTINGS_MODULE": "app.items_settings",
+                "BARE_DATABASE": json.dumps(bare_database),
+            },
         ),
-        files=BARE_DJANGO,
-        in_process="app.settings",
-        command=lambda port, workers: [
-            *("gunicorn", "app.wsgi", "--bind", f"127.0.0.1:{port}"),
-            *("--workers", str(workers), "--threads", str(DJANGO_THREADS)),
-        ],
-    ),
-}
+    }
+
+
+def package(deployment: Deployment) -> str:
+    return deployment.project.name.replace("-", "_")
+
+
+def probe(deployment: Deployment, script: str, database: str) -> Any:
+    """Run `script` in the rendered project, as its pods would run it; its JSON output."""
+    venv = deployment.venv
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        **pod_environment(deployment.framework),
+        "DATABASE_URL": database_url(database),
+        "WEB_CONCURRENCY": "1",
+        "DJANGO_SETTINGS_MODULE": f"{package(deployment)}.settings",
+    }
+    result = run([str(venv / "bin" / "python"), "-c", script], cwd=deployment.project, env=env)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @dataclass(frozen=True)
@@ -181,7 +362,7 @@ def deploy(framework: str, workdir: Path) -> Deployment:
     run([python, "-m", "compileall", "-q", str(project), str(venv / "lib")])
     collect_static(project, venv)
     bare_dir = workdir / f"{framework}-bare"
-    for name, source in BARE_APPS[framework].files.items():
+    for name, source in (BARE_FASTAPI if framework == "fastapi" else BARE_DJANGO).items():
         path = bare_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(source).lstrip())
@@ -246,7 +427,7 @@ def worker_memory(service: Service) -> list[dict[str, float]]:
 
 
 class Contenders:
-    """The rendered service and the bare app of one framework, started on demand."""
+    """The rendered service and the bare apps of one framework, started on demand."""
 
     def __init__(self, deployment: Deployment, database: str, workers: int, logs: Path) -> None:
         self.deployment = deployment
@@ -259,8 +440,7 @@ class Contenders:
             "DATABASE_URL": database_url(database),
             "WEB_CONCURRENCY": str(workers),
         }
-        if deployment.framework == "django":
-            self.env["GUNICORN_THREADS"] = str(DJANGO_THREADS)
+        self.bare_apps = bare_apps(deployment, workers, database)
 
     def _log(self, name: str) -> Path:
         self.started += 1
@@ -271,16 +451,17 @@ class Contenders:
         env = {**self.env, **env}
         return Service(deployment.project, deployment.venv, env, self._log("rendered"))
 
-    def bare(self) -> Service:
+    def bare(self, kind: str = "health") -> Service:
         port = free_port()
+        app = self.bare_apps[kind]
         return Service(
             self.deployment.bare_dir,
             self.deployment.venv,
-            dict(IMAGE_ENV),
-            self._log("bare"),
+            {**IMAGE_ENV, **app.env},
+            self._log(f"bare-{kind}"),
             port=port,
-            command=BARE_APPS[self.deployment.framework].command(port, self.workers),
-            ready_path="/health",
+            command=[part.format(port=port) for part in app.command],
+            ready_path="/health" if kind == "health" else ITEMS,
         )
 
 
@@ -294,16 +475,16 @@ def seconds_to_ready(service: Service) -> float:
         service.stop()
 
 
-def app_costs(deployment: Deployment, env: dict[str, str], scratch: Path) -> dict[str, Any]:
+def app_costs(contenders: Contenders, scratch: Path) -> dict[str, Any]:
     """Microseconds per in-process /health request, rendered and bare (see app_cost.py)."""
-    package = deployment.project.name.replace("-", "_")
-    kind, rendered = ("asgi", f"{package}.main:create_app")
+    deployment = contenders.deployment
+    kind, rendered = ("asgi", f"{package(deployment)}.main:create_app")
     if deployment.framework == "django":
-        kind, rendered = ("wsgi", f"{package}.settings")
+        kind, rendered = ("wsgi", f"{package(deployment)}.settings")
     costs = {}
     for name, directory, target in (
         ("rendered", deployment.project, rendered),
-        ("bare", deployment.bare_dir, BARE_APPS[deployment.framework].in_process),
+        ("bare", deployment.bare_dir, contenders.bare_apps["health"].in_process),
     ):
         output = scratch / f"{deployment.framework}-{name}-app-cost.json"
         python = str(deployment.venv / "bin" / "python")
@@ -314,7 +495,7 @@ def app_costs(deployment: Deployment, env: dict[str, str], scratch: Path) -> dic
             env={
                 "PATH": f"{deployment.venv / 'bin'}:/usr/bin:/bin",
                 "PYTHONPATH": str(directory),
-                **env,
+                **contenders.env,
             },
         )
         costs[name] = json.loads(output.read_text())
@@ -355,6 +536,23 @@ def running(*services: Service) -> Iterator[tuple[Service, ...]]:
             service.stop()
 
 
+def alternate(
+    services: dict[str, Service],
+    path: str,
+    shape: LoadShape,
+    number: int,
+    progress: Callable[[str], None],
+    label: str,
+) -> dict[str, dict[str, Any]]:
+    """One wrk run on `path` per service; who goes first alternates from round to round."""
+    names = list(services) if number % 2 == 0 else list(reversed(services))
+    found = {}
+    for name in names:
+        found[name] = wrk(services[name].port, path, shape)
+        progress(f"{label} {name} {path}: {found[name]}")
+    return found
+
+
 def compare(
     deployment: Deployment,
     workers: int,
@@ -366,28 +564,50 @@ def compare(
     """Everything measured for one framework, as plain data for the report."""
     framework = deployment.framework
     health: dict[str, list[dict[str, Any]]] = {"rendered": [], "bare": []}
-    items: list[dict[str, Any]] = []
-    memory: dict[str, dict[str, list[dict[str, float]]]] = {"rendered": {}, "bare": {}}
+    items: dict[str, list[dict[str, Any]]] = {"rendered": [], "bare": []}
+    memory: dict[str, dict[str, list[dict[str, float]]]] = {
+        "rendered": {},
+        "bare": {},
+        "bare_items": {},
+    }
     cold: dict[str, list[float]] = {"rendered": [], "bare": []}
+    load_average: list[float] = []
     with throwaway_database() as database:
         migrate(deployment, database)
         contenders = Contenders(deployment, database, workers, logs)
-        with running(contenders.rendered(), contenders.bare()) as (rendered, bare):
+        started = contenders.rendered(), contenders.bare("health"), contenders.bare("items")
+        with running(*started) as (rendered, bare, bare_items):
             seed(rendered)
-            by_name = {"rendered": rendered, "bare": bare}
-            for name, service in by_name.items():
+            for name, service in (("rendered", rendered), ("bare", bare)):
                 memory[name]["idle"] = worker_memory(service)
                 wrk(service.port, "/health", shape, shape.warmup_seconds)
+            # Idle, once its pool holds connections (a pool opens them on first use).
+            wrk(bare_items.port, ITEMS, shape, shape.warmup_seconds)
+            memory["bare_items"]["after_load"] = worker_memory(bare_items)
             wrk(rendered.port, ITEMS, shape, shape.warmup_seconds)
             for number in range(shape.rounds):
-                # Alternate who goes first, so a drift in the machine's load favours neither.
-                order = ("rendered", "bare") if number % 2 == 0 else ("bare", "rendered")
-                for name in order:
-                    health[name].append(wrk(by_name[name].port, "/health", shape))
-                    progress(f"{framework} {name} /health: {health[name][-1]}")
-                items.append(wrk(rendered.port, ITEMS, shape))
-                progress(f"{framework} rendered {ITEMS}: {items[-1]}")
-            for name, service in by_name.items():
+                load_average.append(os.getloadavg()[0])
+                runs = alternate(
+                    {"rendered": rendered, "bare": bare},
+                    "/health",
+                    shape,
+                    number,
+                    progress,
+                    framework,
+                )
+                for name, result in runs.items():
+                    health[name].append(result)
+                runs = alternate(
+                    {"rendered": rendered, "bare": bare_items},
+                    ITEMS,
+                    shape,
+                    number,
+                    progress,
+                    framework,
+                )
+                for name, result in runs.items():
+                    items[name].append(result)
+            for name, service in (("rendered", rendered), ("bare", bare)):
                 memory[name]["after_load"] = worker_memory(service)
         for _ in range(cold_starts):
             # No drain on the way out: it only delays the exit, which is not measured here.
@@ -396,8 +616,9 @@ def compare(
             )
             cold["bare"].append(seconds_to_ready(contenders.bare()))
         progress(f"{framework} cold starts: {cold}")
-        in_process = app_costs(deployment, contenders.env, logs)
+        in_process = app_costs(contenders, logs)
         progress(f"{framework} in-process cost per /health request, us: {in_process}")
+    bare_apps_used = contenders.bare_apps
     return {
         "workers": workers,
         "rendered": {
@@ -406,18 +627,23 @@ def compare(
             "ready_path": "/ready",
         },
         "bare": {
-            "description": BARE_APPS[framework].description,
-            "command": shlex.join(BARE_APPS[framework].command(8000, workers)),
+            "description": bare_apps_used["health"].description,
+            "command": shlex.join(bare_apps_used["health"].command).replace("{port}", "8000"),
             "ready_path": "/health",
+        },
+        "bare_items": {
+            "description": bare_apps_used["items"].description,
+            "command": shlex.join(bare_apps_used["items"].command).replace("{port}", "8000"),
         },
         "load": {
             "tool": shape.describe(),
             "rounds": shape.rounds,
             "items_path": ITEMS,
             "seeded_items": SEEDED_ITEMS,
+            "load_average_per_round": load_average,
         },
         "health": health,
-        "items": {"rendered": items},
+        "items": items,
         "cold_start_seconds": cold,
         "memory_mib": memory,
         "app_cost_us": in_process,

@@ -11,17 +11,21 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
-from jinja2 import FileSystemLoader
+from jinja2 import FileSystemLoader, Template
 
 from hooks.bakery.facts import conditions
 from hooks.bakery.layout import landing_path
-from testkit.template import TEMPLATE_ROOT
+from hooks.bakery.local_env import write_local_env
+from hooks.bakery.pins import LOCK_FILES, shipped_lock_set
+from testkit.template import TEMPLATE_ROOT, defaults
 
 PROJECT_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug | project_dir}}"
 ACTIONLINT_DIR = TEMPLATE_ROOT / "tests" / "actionlint"
@@ -74,6 +78,113 @@ def render_all(relative_paths: Iterable[str], answers: Mapping[str, str]) -> dic
         path: environment.get_template(sources[path]).render(cookiecutter=cookiecutter)
         for path in relative_paths
     }
+
+
+# What the post-generation hook writes with fresh random secrets on every bake.
+GENERATED_PER_BAKE = (".env", "k8s/overlays/dev/secrets.env")
+
+
+@dataclass(frozen=True)
+class RenderedProject:
+    """What a bake with these answers leaves on disk, rendered in memory."""
+
+    name: str
+    # {relative path: content}, the hook's outputs (layout, locks, local secrets) included.
+    files: Mapping[str, bytes]
+    # Folders the bake leaves without a file below them.
+    empty_folders: tuple[str, ...]
+
+
+@functools.cache
+def shared_environment() -> StrictEnvironment:
+    """One environment for every combination, so each template compiles once; only the
+    extensions come from the context, and they do not depend on the answers."""
+    return StrictEnvironment(
+        context={"cookiecutter": context_for(defaults())},
+        keep_trailing_newline=True,
+        loader=FileSystemLoader(str(PROJECT_TEMPLATE)),
+    )
+
+
+@functools.cache
+def path_template(path: str) -> Template:
+    return shared_environment().from_string(path)
+
+
+def rendered_landing(
+    path: str, cookiecutter: Mapping[str, object], present: tuple[tuple[str, str], ...]
+) -> str | None:
+    """Where a template file or folder lands: its name rendered as cookiecutter renders it,
+    then moved out of its condition folders as the hook's layout moves it."""
+    if "{" in path:
+        path = path_template(path).render(cookiecutter=cookiecutter)
+    return cached_landing(path, present)
+
+
+@functools.cache
+def cached_landing(path: str, present: tuple[tuple[str, str], ...]) -> str | None:
+    return landing_path(path, dict(present))
+
+
+@functools.cache
+def binary_files() -> frozenset[str]:
+    """Template files that are not UTF-8 text: cookiecutter copies them without rendering."""
+    found = set()
+    for source in template_files():
+        try:
+            (PROJECT_TEMPLATE / source).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            found.add(source)
+    return frozenset(found)
+
+
+@functools.cache
+def template_folders() -> tuple[str, ...]:
+    return tuple(
+        path.relative_to(PROJECT_TEMPLATE).as_posix()
+        for path in sorted(PROJECT_TEMPLATE.rglob("*"))
+        if path.is_dir() and "__pycache__" not in path.parts
+    )
+
+
+def render_project(answers: Mapping[str, str]) -> RenderedProject:
+    """The project a bake writes, without writing it: cookiecutter's rendering of each name and
+    file, then the post-generation hook's layout, locks and local secrets (hooks.bakery).
+
+    Only the manifest validation is left out; tests/test_matrix.py runs it per distinct manifest
+    set through real bakes, and compares those bakes with this rendering.
+    """
+    cookiecutter = context_for(answers)
+    environment = shared_environment()
+    # Renders the output directory's name first, as cookiecutter does: it validates the answers.
+    name = path_template(PROJECT_TEMPLATE.name).render(cookiecutter=cookiecutter)
+    present = tuple(sorted(conditions(cookiecutter).items()))
+    files: dict[str, bytes] = {}
+    for source in template_files():
+        target = rendered_landing(source, cookiecutter, present)
+        if target is None:
+            continue
+        if source in binary_files():
+            files[target] = (PROJECT_TEMPLATE / source).read_bytes()  # copied as they are
+            continue
+        text = environment.get_template(source).render(cookiecutter=cookiecutter)
+        files[target] = text.encode("utf-8")
+    lock_set = shipped_lock_set(cookiecutter)
+    files |= {lock: (lock_set / lock).read_bytes() for lock in LOCK_FILES}
+    with tempfile.TemporaryDirectory() as scratch:
+        write_local_env(Path(scratch), cookiecutter)
+        files |= {
+            path.relative_to(scratch).as_posix(): path.read_bytes()
+            for path in Path(scratch).rglob("*")
+            if path.is_file()
+        }
+    folders = {rendered_landing(folder, cookiecutter, present) for folder in template_folders()}
+    empty = tuple(
+        folder
+        for folder in sorted(f for f in folders if f)
+        if not any(path.startswith(folder + "/") for path in files)
+    )
+    return RenderedProject(name=name, files=files, empty_folders=empty)
 
 
 def actionlint(workflows: Iterable[Path]) -> list[dict[str, object]]:

@@ -75,15 +75,20 @@ def text_files(project: Path) -> Iterator[Path]:
 def leftovers(project: Path) -> list[str]:
     found = []
     for path in text_files(project):
-        workflow = path.relative_to(project).parts[:2] == (".github", "workflows")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            text = GITHUB_EXPRESSION.sub("", line) if workflow else line
-            found += [
-                f"{path.relative_to(project)}:{number}: {line.strip()}"
-                for marker in LEFTOVER_MARKERS
-                if marker in text
-            ]
-        found += [f"{path.relative_to(project)}: name" for m in LEFTOVER_MARKERS if m in path.name]
+        relative = path.relative_to(project).as_posix()
+        found += leftover_lines(relative, path.read_text(encoding="utf-8"))
+    return found
+
+
+def leftover_lines(relative: str, text: str) -> list[str]:
+    """Unrendered Jinja in one file of a project (`relative` to its root), or in its name."""
+    workflow = relative.split("/")[:2] == [".github", "workflows"]
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        checked = GITHUB_EXPRESSION.sub("", line) if workflow else line
+        found += [f"{relative}:{number}: {line.strip()}" for m in LEFTOVER_MARKERS if m in checked]
+    name = relative.rsplit("/", 1)[-1]
+    found += [f"{relative}: name" for marker in LEFTOVER_MARKERS if marker in name]
     return found
 
 

@@ -1,5 +1,9 @@
+import fcntl
+import hashlib
 import os
+import shutil
 import socket
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -53,14 +57,58 @@ def postgres_url() -> str:
 
 @pytest.fixture(scope="session")
 def project_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Path]:
-    """A virtual environment with a rendered project's locked dependencies, once per project."""
-    cache: dict[Path, Path] = {}
+    """A virtual environment with a rendered project's locked dependencies, once per lock.
+
+    The venv holds only the lock's packages (no project is installed into it), so every project
+    and copy with the same lock shares one, across xdist's workers too: the first to need it
+    installs it under the run's shared temporary directory while the others wait.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "locked-venvs"
+    shared.mkdir(exist_ok=True)
 
     def install(project: Path) -> Path:
-        if project not in cache:
-            venv = tmp_path_factory.mktemp("venv")
-            install_locked(project, venv)
-            cache[project] = venv
-        return cache[project]
+        lock = hashlib.sha256((project / "requirements-dev.lock").read_bytes()).hexdigest()[:16]
+        venv, done = shared / lock, shared / f"{lock}.installed"
+        # fcntl: the workers are processes of one machine, and the standard library has it.
+        with (shared / f"{lock}.lock").open("w") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            if not done.exists():
+                if venv.exists():  # a worker that failed half-way
+                    shutil.rmtree(venv)
+                install_locked(project, venv)
+                done.touch()
+        return venv
 
     return install
+
+
+# The matrix's size and time (tests/test_matrix.py), summed from every worker's reports.
+MATRIX_MODULE = "tests/test_matrix.py::"
+matrix_totals: Counter[str] = Counter()
+matrix_seen: dict[str, int] = {}
+MATRIX_SIZES = ("supported", "files", "python_sets", "manifest_sets")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not report.nodeid.startswith(MATRIX_MODULE):
+        return
+    matrix_totals["seconds"] += report.duration
+    if report.when == "call":
+        for name, value in report.user_properties:
+            if name == "matrix_refused":
+                matrix_totals["refused"] += value
+            else:
+                matrix_seen[name] = value
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not matrix_totals:
+        return
+    size = {name: matrix_seen.get(f"matrix_{name}", "?") for name in MATRIX_SIZES}
+    terminalreporter.write_line(
+        f"matrix: {size['supported']} supported combinations ({size['files']} distinct files,"
+        f" {size['python_sets']} distinct Python file sets, {size['manifest_sets']} distinct"
+        f" manifest sets), {matrix_totals['refused']} unsupported refused,"
+        f" {matrix_totals['seconds']:.1f} s of test time"
+    )

@@ -33,6 +33,7 @@ from testkit.services import (
     psql,
     throwaway_database,
 )
+from testkit.template import choice_options
 
 pytestmark = pytest.mark.reliability
 
@@ -82,7 +83,8 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
 
     def start(deployed: Deployed, ready_path: str = "/ready", **env: str) -> Service:
-        settings = {**deployed.env, "WEB_CONCURRENCY": "1", **env}
+        # No drain on stop: these tests ask for answers, not for shutdown (test_reliability does).
+        settings = {**deployed.env, "WEB_CONCURRENCY": "1", "SHUTDOWN_DRAIN_SECONDS": "0", **env}
         service = Service(
             project=deployed.project,
             venv=deployed.venv,
@@ -420,22 +422,46 @@ def test_django_api_honours_its_contract_under_fuzzing(
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-def test_fastapi_in_memory_store_is_bounded_and_says_so(
-    deployments: Callable[[str, str], Deployed], start_service: Callable[..., Service]
+@pytest.mark.parametrize("framework", choice_options()["framework"])
+def test_a_page_beyond_the_databases_integers_is_a_json_400(
+    deployments: Callable[[str, str], Deployed],
+    start_service: Callable[..., Service],
+    migrated_database: str,
+    framework: str,
+) -> None:
+    """The fuzzer found this one: an offset past 64 bits reached the driver as a 500."""
+    service = service_for(deployments, start_service, framework, "postgresql", migrated_database)
+
+    for query in ("offset=114301542587690154721280", f"limit=1&offset={2**63}"):
+        status, headers, body = send(service, "GET", f"{ITEMS}?{query}")
+        # Each framework's own validation error: FastAPI's 422, Django's 400; both name the field.
+        assert status == (422 if framework == "fastapi" else 400), (query, status, body)
+        assert headers["content-type"].startswith("application/json"), (query, headers)
+        assert "offset" in json.dumps(json.loads(body)), (query, body)
+
+
+@pytest.mark.parametrize("framework", choice_options()["framework"])
+def test_in_memory_store_is_bounded_and_says_so(
+    deployments: Callable[[str, str], Deployed],
+    start_service: Callable[..., Service],
+    framework: str,
 ) -> None:
     service = service_for(
-        deployments, start_service, "fastapi", "none", MAX_ITEMS="3", API_DOCS="1"
+        deployments, start_service, framework, "none", MAX_ITEMS="3", API_DOCS="1"
     )
 
     created = [send(service, "POST", ITEMS, b'{"name": "n"}')[0] for _ in range(3)]
     status, headers, body = send(service, "POST", ITEMS, b'{"name": "one too many"}')
-    document = json.loads(send(service, "GET", "/openapi.json")[2])
 
     assert created == [201, 201, 201]
     assert status == 507, (status, body)
     assert json_error(status, headers, body) == {"detail": "Item store full"}
-    assert "507" in document["paths"][ITEMS]["post"]["responses"]
     assert send(service, "GET", ITEMS)[0] == 200
+    if framework == "fastapi":
+        document = json.loads(send(service, "GET", "/openapi.json")[2])
+    else:
+        document = json.loads((CONTRACTS / "django-items.openapi.json").read_text())
+    assert "507" in document["paths"][ITEMS]["post"]["responses"]
 
 
 # --- 19. One method contract for both frameworks ------------------------------------------------

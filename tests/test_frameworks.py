@@ -78,7 +78,7 @@ def test_django_bake_is_a_django_project(baked: Callable[..., Path]) -> None:
     assert not (project / "alembic.ini").exists()
     assert not (package / "main.py").exists()
     assert (
-        'wsgi_app = "orders_service.wsgi:application"' in (project / "gunicorn.conf.py").read_text()
+        'wsgi_app = "orders_service.asgi:application"' in (project / "gunicorn.conf.py").read_text()
     )
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from testkit.locks import install_locked
 from testkit.template import supported_combinations
 
 pytestmark = pytest.mark.generated
@@ -23,16 +22,12 @@ DATABASE_PAIRS = list(
 
 
 @pytest.fixture(scope="module")
-def installed(baked: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """`installed(framework, database)` -> (project, its venv's python), once per module."""
-    pythons: dict[tuple[str, str], Path] = {}
+def installed(baked: Callable[..., Path], project_venv: Callable[[Path], Path]) -> Installed:
+    """`installed(framework, database)` -> (project, its lock's venv's python)."""
 
     def install(framework: str, database: str = "postgresql") -> tuple[Path, Path]:
         project = baked(framework=framework, database=database)
-        if (framework, database) not in pythons:
-            venv = tmp_path_factory.mktemp("venv")
-            pythons[framework, database] = install_locked(project, venv)
-        return project, pythons[framework, database]
+        return project, project_venv(project) / "bin" / "python"
 
     return install
 

@@ -15,125 +15,37 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from testkit import deployment
+from testkit.deployment import Deployed, run_command, run_migrations
 from testkit.services import (
     Load,
     Service,
     TcpProxy,
-    collect_static,
     database_url,
-    in_venv,
     migrate_command,
-    pod_environment,
     psql,
     raw_http,
     throwaway_database,
 )
-from testkit.template import choice_options
 
 pytestmark = pytest.mark.reliability
+deployed_projects = deployment.deployed_projects
+deployed = deployment.deployed
+migrated_database = deployment.migrated_database
+service_factory = deployment.service_factory
 
-FRAMEWORKS = choice_options()["framework"]
 # The manifests' budget: terminationGracePeriodSeconds 30 minus the 5 s preStop sleep.
 SHUTDOWN_BUDGET_SECONDS = 25
 DRAIN_SECONDS = 3
 ITEMS = "/api/v1/items"
 # The event each framework's access logging writes once per request.
 ACCESS_EVENTS = {"fastapi": "request", "django": "request_finished"}
-
-
-@dataclass(frozen=True)
-class Deployed:
-    """A rendered project as its image holds it, and what its pods get from the Deployment."""
-
-    framework: str
-    project: Path
-    venv: Path
-    env: dict[str, str]
-
-    @property
-    def package(self) -> Path:
-        return self.project / self.project.name.replace("-", "_")
-
-
-@pytest.fixture(scope="session")
-def deployed_projects(
-    baked: Callable[..., Path],
-    project_venv: Callable[[Path], Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Callable[[str], Deployed]:
-    cache: dict[str, Deployed] = {}
-
-    def deploy(framework: str) -> Deployed:
-        if framework not in cache:
-            baked_project = baked(framework=framework, database="postgresql")
-            # A copy, so what the image build adds stays out of the bake other tests read.
-            project = tmp_path_factory.mktemp(framework) / baked_project.name
-            shutil.copytree(baked_project, project)
-            venv = project_venv(project)
-            env = pod_environment(framework)
-            collect_static(project, venv)
-            cache[framework] = Deployed(framework, project, venv, env)
-        return cache[framework]
-
-    return deploy
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def deployed(
-    request: pytest.FixtureRequest, deployed_projects: Callable[[str], Deployed]
-) -> Deployed:
-    return deployed_projects(request.param)
-
-
-def run_command(
-    deployed: Deployed, command: list[str], url: str, timeout: float = 120, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """A command in the project's directory, with the pod's environment and this database."""
-    venv = deployed.venv
-    return subprocess.run(
-        in_venv(venv, command),
-        cwd=deployed.project,
-        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", **deployed.env, "DATABASE_URL": url, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def run_migrations(deployed: Deployed, url: str) -> subprocess.CompletedProcess[str]:
-    return run_command(deployed, migrate_command(deployed.project), url)
-
-
-@pytest.fixture
-def migrated_database(deployed: Deployed) -> Iterator[str]:
-    with throwaway_database() as name:
-        result = run_migrations(deployed, database_url(name))
-        assert result.returncode == 0, result.stdout + result.stderr
-        yield name
-
-
-@pytest.fixture
-def service_factory(deployed: Deployed, tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    started: list[Service] = []
-
-    def start(url: str, **env: str) -> Service:
-        settings = {**deployed.env, "DATABASE_URL": url, "WEB_CONCURRENCY": "2", **env}
-        log = tmp_path / f"service-{len(started)}.log"
-        service = Service(project=deployed.project, venv=deployed.venv, env=settings, log_path=log)
-        started.append(service)
-        return service.start()
-
-    yield start
-    for service in started:
-        service.stop()
 
 
 def assert_request_logs_carry_ids(service: Service, framework: str) -> None:
@@ -297,7 +209,7 @@ ABUSE = {
         b"Content-Length: 5000000\r\n\r\n" + b"x" * 65536,
         {413},
     ),
-    # Django reads no body without a Content-Length (WSGI), so it sees an empty one: 400.
+    # No Content-Length: refused (413, or 400) before the body is read in full.
     "oversized chunked body": (
         b"POST /api/v1/items HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"

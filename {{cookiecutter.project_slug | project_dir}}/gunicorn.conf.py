@@ -16,12 +16,9 @@ from {{ cookiecutter.package_name }}.concurrency import worker_count
 # Read here only for settings.LOGGING: the master process does not start Django.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.package_name }}.settings")
 
-wsgi_app = "{{ cookiecutter.package_name }}.wsgi:application"
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-# Sync workers with threads: while one thread waits on the database, the others serve (README).
-# gthread, with a drain on SIGTERM first (core/worker.py).
-worker_class = "{{ cookiecutter.package_name }}.core.worker.DrainingThreadWorker"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# An event loop per worker holds the connections, however many and however slow; Django's
+# synchronous code runs on a bounded set of threads (core/serving.py, README).
+wsgi_app = "{{ cookiecutter.package_name }}.asgi:application"
 {%- else %}
 
 from {{ cookiecutter.package_name }}.concurrency import worker_count
@@ -29,9 +26,10 @@ from {{ cookiecutter.package_name }}.core.logging_config import logging_dict_con
 from {{ cookiecutter.package_name }}.core.settings import get_settings
 
 wsgi_app = "{{ cookiecutter.package_name }}.main:app"
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-worker_class = "{{ cookiecutter.package_name }}.core.worker.DrainingUvicornWorker"
 {%- endif %}
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+# uvicorn, with a drain on SIGTERM first (core/worker.py).
+worker_class = "{{ cookiecutter.package_name }}.core.worker.DrainingUvicornWorker"
 workers = worker_count()
 
 # Seconds a worker may stay silent before the master restarts it.
@@ -49,14 +47,6 @@ max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "100000"))
 # Peers (addresses or CIDR ranges) whose X-Forwarded-Proto makes a request HTTPS, and whose
 # X-Forwarded-For names the client: the proxies in front, never any peer (README).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
-{%- if cookiecutter.framework == "django" %}
-
-# Answered by gunicorn before Django sees the request: a longer request line (method, path and
-# query string; at most 8190) gets 414, more or longer header fields 431. Django limits the body.
-limit_request_line = int(os.environ.get("MAX_REQUEST_LINE_BYTES", "4094"))
-limit_request_fields = int(os.environ.get("MAX_HEADER_FIELDS", "100"))
-limit_request_field_size = int(os.environ.get("MAX_HEADER_FIELD_BYTES", "8190"))
-{%- endif %}
 
 # Read-only root filesystem: heartbeat files in memory, no control socket in $HOME.
 # /dev/shm is Linux-only; elsewhere gunicorn falls back to the system temp dir.

@@ -4,6 +4,9 @@ from pathlib import Path
 {% endif -%}
 import pytest
 from django.test import Client
+{%- if cookiecutter.database == "none" %}
+from pytest_django.fixtures import Settings
+{%- endif %}
 
 {% if cookiecutter.database == "postgresql" -%}
 pytestmark = pytest.mark.django_db
@@ -138,4 +141,16 @@ def test_items_live_in_the_process_that_created_them(client: Client, tmp_path: P
         listed = server.get("/api/v1/items").json()
 
     assert listed["total"] == 0
+
+
+def test_a_full_store_refuses_new_items_with_507(client: Client, settings: Settings) -> None:
+    settings.MAX_ITEMS = client.get("/api/v1/items").json()["total"] + 1
+    create(client, {"name": "the last one"})
+
+    response = client.post(
+        "/api/v1/items", {"name": "one too many"}, content_type="application/json"
+    )
+
+    assert response.status_code == 507
+    assert response.json() == {"detail": "Item store full"}
 {%- endif %}

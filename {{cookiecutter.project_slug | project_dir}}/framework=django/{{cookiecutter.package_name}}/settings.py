@@ -76,11 +76,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Before anything logs the request: drops malformed request ids, finds the client's address.
-    "{{ cookiecutter.package_name }}.core.middleware.ForwardedHeadersMiddleware",
-    # Binds a request id to every log line of the request and logs its start and end.
-    "django_structlog.middlewares.RequestMiddleware",
-    "{{ cookiecutter.package_name }}.core.middleware.RequestIdHeaderMiddleware",
+    # First: binds the request id and the client's address to every log line of the request,
+    # and logs its start and end.
+    "{{ cookiecutter.package_name }}.core.middleware.RequestLogMiddleware",
     "{{ cookiecutter.package_name }}.core.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
 {%- if cookiecutter.database == "postgresql" %}
@@ -99,7 +97,14 @@ MIDDLEWARE = [
 {%- endif %}
 ]
 
+# Requests each worker process runs at once, each on a thread of its own (core/serving.py); a
+# request that finds none free within REQUEST_QUEUE_TIMEOUT seconds gets 503.
+WORKER_THREADS = env.int("WORKER_THREADS", default=8)
+REQUEST_QUEUE_TIMEOUT = env.float("REQUEST_QUEUE_TIMEOUT", default=5.0)
+
 ROOT_URLCONF = "{{ cookiecutter.package_name }}.urls"
+# gunicorn serves the ASGI application (asgi.py); `make run`'s development server the WSGI one.
+ASGI_APPLICATION = "{{ cookiecutter.package_name }}.asgi.application"
 WSGI_APPLICATION = "{{ cookiecutter.package_name }}.wsgi.application"
 {%- if cookiecutter.database == "postgresql" %}
 
@@ -142,17 +147,20 @@ def postgresql_url(name: str, default: object) -> dict[str, Any]:
 POSTGRESQL_SCHEMES = ("postgresql", "postgres", "pgsql")
 LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/{{ cookiecutter.package_name }}"
 DATABASES = {"default": postgresql_url("DATABASE_URL", development_default(LOCAL_DATABASE_URL))}
-DATABASES["default"].update(
-    # gunicorn's gthread workers keep their threads, so one persistent connection per thread is a
-    # pool already, without a second queue to wait in when the database is down; the health check
-    # replaces a connection that died while idle.
-    CONN_MAX_AGE=env.int("DATABASE_CONN_MAX_AGE", default=60),
-    CONN_HEALTH_CHECKS=True,
-)
+# A connection pool per process, as large as the number of requests it runs at once
+# (WORKER_THREADS): a request that holds a thread finds a connection. Connections are checked
+# when handed out, so one that died while idle is replaced; while the database is down or slow,
+# a request waits at most DATABASE_POOL_TIMEOUT for one, then gets 503.
+DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
 DATABASES["default"].setdefault("OPTIONS", {}).update(
     connect_timeout=env.int("DATABASE_CONNECT_TIMEOUT", default=3),
     application_name="{{ cookiecutter.project_slug }}",
     options=f"-c statement_timeout={env.int('DATABASE_STATEMENT_TIMEOUT_MS', default=15000)}",
+    pool={
+        "min_size": WORKER_THREADS,
+        "max_size": WORKER_THREADS,
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=3.0),
+    },
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 {%- else %}
@@ -167,8 +175,17 @@ READY_TIMEOUT = env.float("READY_TIMEOUT", default=1.0)
 {% endif -%}
 # Seconds a gunicorn worker keeps serving after SIGTERM while /ready answers 503 (core/worker.py).
 SHUTDOWN_DRAIN_SECONDS = env.float("SHUTDOWN_DRAIN_SECONDS", default=5.0)
-# Larger bodies get 413 (core/views.py); gunicorn.conf.py limits request lines and headers.
+# Larger bodies get 413 before Django reads them (core/serving.py), and from Django itself.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=1024 * 1024)
+# Answered by core/serving.py before Django sees the request: a longer request line (method,
+# path and query string) gets 414, more or longer header fields 431.
+MAX_REQUEST_LINE_BYTES = env.int("MAX_REQUEST_LINE_BYTES", default=4094)
+MAX_HEADER_FIELDS = env.int("MAX_HEADER_FIELDS", default=100)
+MAX_HEADER_FIELD_BYTES = env.int("MAX_HEADER_FIELD_BYTES", default=8190)
+{%- if cookiecutter.database == "none" %}
+# Items each worker's in-memory store holds (items/store.py); creating more answers 507.
+MAX_ITEMS = env.int("MAX_ITEMS", default=10_000)
+{%- endif %}
 {%- if cookiecutter.database == "postgresql" %}
 # Seconds `manage.py migrate_locked` waits for another pod's migration to finish.
 MIGRATION_LOCK_TIMEOUT = env.float("MIGRATION_LOCK_TIMEOUT", default=300.0)
@@ -201,18 +218,9 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # "auto" renders JSON when stdout is not a terminal, which is how containers run.
 LOG_FORMAT = choice("LOG_FORMAT", "auto", ("auto", "json", "console"))
 LOGGING = logging_dict_config(json_output=use_json(LOG_FORMAT), level=LOG_LEVEL)
-# The proxy in front (ingress, mesh) sets X-Request-ID; a request without a well-formed one
-# (core.middleware.ForwardedHeadersMiddleware) gets a fresh id.
-DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
 # Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client: the list gunicorn
 # trusts with X-Forwarded-Proto. The middleware logs the client's address, taken from there.
 FORWARDED_ALLOW_IPS = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1"])
-DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
-{%- if cookiecutter.database == "postgresql" %}
-# No user_id in request logs: looking up a session's user would make logging query the database,
-# and turn an outage into 500s for requests that carry a session cookie.
-DJANGO_STRUCTLOG_USER_ID_FIELD = None
-{%- endif %}
 
 if PRODUCTION:
 {%- if cookiecutter.database == "postgresql" %}

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from {{ cookiecutter.package_name }}.core import shutdown
 from {{ cookiecutter.package_name }}.core.limits import RequestLimitsMiddleware
-from {{ cookiecutter.package_name }}.core.middleware import CloseWhenDrainingMiddleware
+from {{ cookiecutter.package_name }}.core.middleware import EdgeMiddleware
 
 
 async def echo_size(request: Request) -> JSONResponse:
@@ -25,8 +25,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = Starlette(
         routes=[Route("/", echo_size, methods=["GET", "POST"])],
         middleware=[
+            Middleware(EdgeMiddleware),
             Middleware(RequestLimitsMiddleware, **limits),
-            Middleware(CloseWhenDrainingMiddleware),
         ],
     )
     transport = httpx.ASGITransport(app=app)

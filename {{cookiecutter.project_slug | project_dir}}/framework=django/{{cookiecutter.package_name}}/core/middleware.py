@@ -2,16 +2,22 @@
 
 import ipaddress
 import re
+import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import cache
+from typing import Any
 
 import structlog
 from django.conf import settings
+from django.core.signals import got_request_exception
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
 from {{ cookiecutter.package_name }}.core import views
 
 GetResponse = Callable[[HttpRequest], HttpResponse]
+logger = structlog.stdlib.get_logger(__name__)
 
 
 class ProbeMiddleware:
@@ -32,20 +38,6 @@ class ProbeMiddleware:
         if probe is not None and request.method in ("GET", "HEAD"):
             return probe(request)
         return self.get_response(request)
-
-
-class RequestIdHeaderMiddleware:
-    """Return the request id django-structlog bound, so a client can quote it."""
-
-    def __init__(self, get_response: GetResponse) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        if request_id is not None:
-            response["X-Request-ID"] = request_id
-        return response
 
 
 # What ingress controllers and meshes send (a UUID, or hex digits like ingress-nginx's $req_id).
@@ -98,22 +90,54 @@ def client_address(request: HttpRequest) -> str:
     return client
 
 
-class ForwardedHeadersMiddleware:
-    """Keep only what a client may say about itself, before anything logs the request.
+# Set while a request's failure has been logged, so that it is not logged as finished too.
+failure_logged: ContextVar[bool] = ContextVar("failure_logged", default=False)
 
-    A malformed X-Request-ID is dropped (django-structlog then makes a fresh one), so no client
+
+def described(request: HttpRequest) -> str:
+    return f"{request.method} {request.get_full_path()}"
+
+
+class RequestLogMiddleware:
+    """Name each request, find its client, and log its start and its end.
+
+    The id is the proxy's X-Request-ID when it is well formed, else a fresh UUID: no client
     writes markup or megabytes into the logs and responses. The client's address comes from
-    forwarding headers only when a trusted proxy sent them.
+    forwarding headers only when a trusted proxy sent them. Both are bound to every log event of
+    the request; the id is returned in the response's X-Request-ID.
     """
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request.META.get("HTTP_X_REQUEST_ID")
-        if request_id is not None and not REQUEST_ID.fullmatch(request_id):
-            del request.META["HTTP_X_REQUEST_ID"]
+        request_id = request.META.get("HTTP_X_REQUEST_ID", "")
+        if not REQUEST_ID.fullmatch(request_id):
+            request_id = str(uuid.uuid4())
         address = client_address(request)
         request.META["REMOTE_ADDR"] = address
-        structlog.contextvars.bind_contextvars(ip=address)
-        return self.get_response(request)
+        token = failure_logged.set(False)
+        try:
+            with structlog.contextvars.bound_contextvars(request_id=request_id, ip=address):
+                logger.info(
+                    "request_started",
+                    request=described(request),
+                    user_agent=request.META.get("HTTP_USER_AGENT"),
+                )
+                response = self.get_response(request)
+                code = response.status_code
+                if not failure_logged.get():
+                    log = logger.error if code >= 500 else logger.info
+                    log = logger.warning if 400 <= code < 500 else log
+                    log("request_finished", request=described(request), code=code)
+        finally:
+            failure_logged.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+@receiver(got_request_exception, dispatch_uid="log_request_failure")
+def log_request_failure(sender: Any, request: HttpRequest, **kwargs: Any) -> None:
+    """An exception Django turned into a 500: logged once, with its traceback."""
+    logger.exception("request_failed", request=described(request), code=500)
+    failure_logged.set(True)

@@ -1,8 +1,16 @@
-"""Probes, and the JSON error pages the URLconf names."""
+"""Probes, and the JSON error pages the URLconf names.
+
+gunicorn's server layer (core/serving.py) answers the probes itself, without a request thread;
+the views here answer them in the development server and the test client.
+"""
 
 {% if cookiecutter.database == "postgresql" -%}
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+{% endif -%}
+{% if cookiecutter.database == "postgresql" -%}
+import psycopg
 {% endif -%}
 import structlog
 {%- if cookiecutter.database == "postgresql" %}
@@ -25,6 +33,8 @@ logger = structlog.stdlib.get_logger(__name__)
 database_checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ready-check")
 {%- endif %}
 
+HEALTHY = {"status": "ok"}
+
 
 def health(request: HttpRequest) -> JsonResponse:
 {%- if cookiecutter.database == "postgresql" %}
@@ -32,18 +42,24 @@ def health(request: HttpRequest) -> JsonResponse:
 {%- else %}
     """Liveness: answers as long as the process serves requests."""
 {%- endif %}
-    return JsonResponse({"status": "ok"})
+    return JsonResponse(HEALTHY)
 {%- if cookiecutter.database == "postgresql" %}
 
 
 def check_database() -> None:
+    """Connect and run a query, outside the request pool: can this pod reach the database now?"""
     connection = connections[DEFAULT_DB_ALIAS]
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    finally:
-        # A fresh connection each time: readiness asks whether this pod can connect now.
-        connection.close()
+    with psycopg.connect(**connection.get_connection_params()) as conn:
+        conn.execute("SELECT 1")
+
+
+def database_not_ready(exc: BaseException) -> JsonResponse:
+    if isinstance(exc, TimeoutError):
+        return not_ready("database", f"no answer within {settings.READY_TIMEOUT}s")
+    return not_ready("database", type(exc).__name__)
+
+
+READY = {"status": "ready", "checks": {"database": "ok"}}
 {%- endif %}
 
 
@@ -51,16 +67,29 @@ def ready(request: HttpRequest) -> JsonResponse:
     if is_draining():
         return not_ready("shutdown", "draining")
 {%- if cookiecutter.database == "postgresql" %}
-    timeout = settings.READY_TIMEOUT
     try:
-        database_checker.submit(check_database).result(timeout=timeout)
-    except TimeoutError:
-        return not_ready("database", f"no answer within {timeout}s")
+        database_checker.submit(check_database).result(timeout=settings.READY_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready", and is reported as such
-        return not_ready("database", type(exc).__name__)
-    return JsonResponse({"status": "ready", "checks": {"database": "ok"}})
+        return database_not_ready(exc)
+    return JsonResponse(READY)
 {%- else %}
     # Add a check here for each service the app comes to depend on, each under a time limit.
+    return JsonResponse({"status": "ready", "checks": {}})
+{%- endif %}
+
+
+async def ready_async() -> JsonResponse:
+    """/ready on the event loop: waits for the check's thread without holding one of its own."""
+    if is_draining():
+        return not_ready("shutdown", "draining")
+{%- if cookiecutter.database == "postgresql" %}
+    try:
+        async with asyncio.timeout(settings.READY_TIMEOUT):
+            await asyncio.wrap_future(database_checker.submit(check_database))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", and is reported as such
+        return database_not_ready(exc)
+    return JsonResponse(READY)
+{%- else %}
     return JsonResponse({"status": "ready", "checks": {}})
 {%- endif %}
 

@@ -13,7 +13,7 @@ from {{ cookiecutter.package_name }}.items.forms import ItemForm, PageForm
 {%- if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.items.models import Item
 {%- else %}
-from {{ cookiecutter.package_name }}.items.store import Item, items
+from {{ cookiecutter.package_name }}.items.store import Item, StoreFullError, items
 {%- endif %}
 
 
@@ -98,7 +98,10 @@ class ItemCollectionView(ApiView):
 {%- if cookiecutter.database == "postgresql" %}
         return JsonResponse(item_json(form.save()), status=201)
 {%- else %}
-        item = items.add(form.cleaned_data["name"], form.cleaned_data["description"])
+        try:
+            item = items.add(form.cleaned_data["name"], form.cleaned_data["description"])
+        except StoreFullError:
+            return JsonResponse({"detail": "Item store full"}, status=507)
         return JsonResponse(item_json(item), status=201)
 {%- endif %}
 

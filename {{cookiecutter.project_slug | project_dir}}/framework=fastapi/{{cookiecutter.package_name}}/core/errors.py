@@ -10,6 +10,8 @@ may succeed. Any other error is a 500 whose traceback goes to the log, not to th
 {% else -%}
 An unexpected error is a 500 whose traceback goes to the log, not to the client.
 {% endif -%}
+The last-resort 500, for an exception no handler here takes, is EdgeMiddleware's
+(core/middleware.py), so that it carries the request's id.
 """
 
 import structlog
@@ -25,7 +27,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 {%- endif %}
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = structlog.get_logger(__name__)
 {%- if cookiecutter.database != "none" %}
@@ -120,38 +121,6 @@ async def http_error(request: Request, exc: Exception) -> Response:
             {"detail": "Method not allowed"}, status_code=405, headers={"Allow": allow}
         )
     return await http_exception_handler(request, exc)
-
-
-class UnhandledErrorMiddleware:
-    """Any exception no handler took: logged with its traceback and request id, answered 500 JSON.
-
-    Inside the request id middleware, unlike Starlette's own last-resort handler, so the response
-    and the log event carry the same X-Request-ID.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            logger.exception("unhandled error", method=scope["method"], path=scope["path"])
-            if response_started:
-                raise
-            response = JSONResponse({"detail": "Internal server error"}, status_code=500)
-            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

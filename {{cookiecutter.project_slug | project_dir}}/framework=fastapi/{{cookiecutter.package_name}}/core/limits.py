@@ -29,13 +29,26 @@ class RequestLimitsMiddleware:
         if len(scope["query_string"]) > self.max_query_bytes:
             await self.reject(scope, receive, send, 414, "Query string too long")
             return
-        header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
+        header_bytes = 0
+        content_length = None
+        chunked = False
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
+            if name == b"content-length":
+                content_length = value
+            elif name == b"transfer-encoding":
+                chunked = True
         if header_bytes > self.max_header_bytes:
             await self.reject(scope, receive, send, 431, "Request headers too large")
             return
-        content_length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not content_length.isdigit() or int(content_length) > self.max_body_bytes:
+        if content_length is not None and (
+            not content_length.isdigit() or int(content_length) > self.max_body_bytes
+        ):
             await self.reject(scope, receive, send, 413, "Request body too large")
+            return
+        if not chunked:
+            # The server reads no more than Content-Length says, and no body without one.
+            await self.app(scope, receive, send)
             return
 
         received = 0
@@ -58,7 +71,7 @@ class RequestLimitsMiddleware:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError:
-            # Chunked bodies have no Content-Length: stop reading once they pass the limit.
+            # A chunked body has no Content-Length: reading stops once it passes the limit.
             if response_started:
                 raise
             await self.reject(scope, receive, send, 413, "Request body too large")

@@ -3,26 +3,30 @@
 Everything that logs (this app, uvicorn, gunicorn and the libraries underneath) goes through the
 same processors and renderer, so production output is one JSON object per line and development
 output is readable. The app's own events, the access event of every request among them, are
-rendered by structlog and written straight to stdout: passed through a stdlib LogRecord, handler
-and formatter as well, they took a quarter of a worker's CPU time on `/health`. Records from
+rendered by structlog (with orjson) and written straight to stdout, without the stdlib
+LogRecord, handler and formatter that would cost each event several times as much. Records from
 other loggers take the stdlib path, with ProcessorFormatter applying the same processors.
 """
 
 import logging.config
 import sys
 import threading
+from contextvars import ContextVar
 from typing import Any
 
+import orjson
 import structlog
-from asgi_correlation_id import correlation_id
 
 from {{ cookiecutter.package_name }}.core.settings import Settings
 
+# The id of the request being served (core/middleware.py sets it).
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
 
 def add_request_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    request_id = correlation_id.get()
-    if request_id is not None:
-        event_dict.setdefault("request_id", request_id)
+    current = request_id.get()
+    if current is not None:
+        event_dict.setdefault("request_id", current)
     return event_dict
 
 
@@ -36,11 +40,15 @@ SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
-    structlog.stdlib.ExtraAdder(),
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     add_request_id,
-    drop_color_message,
     structlog.processors.StackInfoRenderer(),
+]
+# Records from stdlib loggers carry `extra=` fields, and uvicorn's a coloured copy of the message.
+FOREIGN_PROCESSORS: list[Any] = [
+    *SHARED_PROCESSORS,
+    structlog.stdlib.ExtraAdder(),
+    drop_color_message,
 ]
 
 
@@ -56,9 +64,15 @@ JSON_TRACEBACKS = structlog.processors.ExceptionRenderer(
 )
 
 
+def json_dumps(event: Any, **options: Any) -> str:
+    # orjson renders the access event of every request in a fraction of json.dumps's time.
+    rendered = orjson.dumps(event, default=options.get("default"), option=orjson.OPT_NON_STR_KEYS)
+    return rendered.decode()
+
+
 def renderer(settings: Settings) -> list[Any]:
     if use_json(settings):
-        return [JSON_TRACEBACKS, structlog.processors.JSONRenderer()]
+        return [JSON_TRACEBACKS, structlog.processors.JSONRenderer(serializer=json_dumps)]
     return [structlog.dev.ConsoleRenderer()]
 
 
@@ -71,7 +85,7 @@ def logging_dict_config(settings: Settings) -> dict[str, Any]:
         "formatters": {
             "structlog": {
                 "()": structlog.stdlib.ProcessorFormatter,
-                "foreign_pre_chain": SHARED_PROCESSORS,
+                "foreign_pre_chain": FOREIGN_PROCESSORS,
                 "processors": [
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     *renderer(settings),

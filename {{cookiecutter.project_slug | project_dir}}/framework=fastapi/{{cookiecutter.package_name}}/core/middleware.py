@@ -1,18 +1,47 @@
-"""Pure ASGI middleware: unlike BaseHTTPMiddleware it neither buffers nor re-wraps responses."""
+"""The edge of every request, one pure ASGI layer (each layer costs a call and a send wrapper).
 
+Unlike BaseHTTPMiddleware it neither buffers nor re-wraps responses.
+"""
+
+import re
+import secrets
 import time
 
 import structlog
 from starlette.datastructures import MutableHeaders
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from {{ cookiecutter.package_name }}.core.logging_config import request_id
 from {{ cookiecutter.package_name }}.core.shutdown import is_draining
 
-logger = structlog.get_logger("access")
+access_logger = structlog.get_logger("access")
+logger = structlog.get_logger(__name__)
+
+# What ingress controllers and meshes send (a UUID, or hex digits like ingress-nginx's $req_id).
+# Anything else, a repeated header included, is replaced by a fresh id.
+REQUEST_ID = re.compile(rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[0-9a-fA-F]{16,64}")
 
 
-class AccessLogMiddleware:
-    """One structured access-log event per request."""
+def incoming_request_id(scope: Scope) -> bytes | None:
+    found = [value for name, value in scope["headers"] if name == b"x-request-id"]
+    if len(found) == 1 and REQUEST_ID.fullmatch(found[0]):
+        return found[0]
+    return None
+
+
+class EdgeMiddleware:
+    """Name each request, answer it even when the app fails, and log it once.
+
+    - The id is the caller's X-Request-ID when it is well formed, else a new one. It is returned
+      in the response's X-Request-ID and logged with every event of the request.
+    - An exception no handler took is logged with its traceback and answered 500 JSON, inside
+      the request id (unlike Starlette's last-resort handler), so both carry the same id.
+    - One access event per request, with its status and duration.
+    - While the worker drains, responses ask clients to reconnect: the next connection finds a
+      ready pod.
+    - HEAD is answered as GET (the server sends no body): probes and load balancers use it.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -23,52 +52,35 @@ class AccessLogMiddleware:
             return
 
         started = time.perf_counter()
-        status_code = 500
+        if scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+        header = incoming_request_id(scope) or secrets.token_hex(16).encode()
+        token = request_id.set(header.decode())
+        status = 0
 
-        async def send_with_status(message: Message) -> None:
-            nonlocal status_code
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_code = message["status"]
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", header)]
+                if is_draining():
+                    MutableHeaders(scope=message)["Connection"] = "close"
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            logger.exception("unhandled error", method=scope["method"], path=scope["path"])
+            if status:
+                raise
+            response = JSONResponse({"detail": "Internal server error"}, status_code=500)
+            await response(scope, receive, send_with_request_id)
         finally:
-            logger.info(
+            access_logger.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
-                status=status_code,
+                status=status or 500,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
-
-
-class HeadAsGetMiddleware:
-    """HEAD is answered as GET (the server sends no body): probes and load balancers use it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "HEAD":
-            scope = {**scope, "method": "GET"}
-        await self.app(scope, receive, send)
-
-
-class CloseWhenDrainingMiddleware:
-    """While the worker drains, ask clients to reconnect: the next connection finds a ready pod."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_close(message: Message) -> None:
-            if message["type"] == "http.response.start" and is_draining():
-                MutableHeaders(scope=message)["Connection"] = "close"
-            await send(message)
-
-        await self.app(scope, receive, send_with_close)
+            request_id.reset(token)

@@ -31,8 +31,10 @@ class Settings(BaseSettings):
     api_docs: bool | None = None
 {% if cookiecutter.database == "postgresql" %}
     database_url: str = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{LOCAL_DATABASE}"
-    database_pool_size: int = Field(default=5, ge=1)
-    database_max_overflow: int = Field(default=5, ge=0)
+    # Connections a worker keeps open, and opens at most: a connection opened beyond the pool
+    # is closed as soon as it is returned, so under load each overflow request paid a connect.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=0, ge=0)
     database_pool_timeout: float = Field(default=5.0, gt=0)
     database_connect_timeout: float = Field(default=3.0, gt=0)
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)

@@ -10,6 +10,8 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
+
 
 @dataclass(frozen=True)
 class Item:
@@ -19,7 +21,13 @@ class Item:
     created_at: datetime
 
 
+class StoreFullError(Exception):
+    pass
+
+
 class ItemStore:
+    """At most MAX_ITEMS items: without a bound, any client could fill the worker's memory."""
+
     def __init__(self) -> None:
         self._items: dict[int, Item] = {}
         self._ids = itertools.count(1)
@@ -28,6 +36,8 @@ class ItemStore:
 
     def add(self, name: str, description: str) -> Item:
         with self._lock:
+            if len(self._items) >= settings.MAX_ITEMS:
+                raise StoreFullError
             item = Item(next(self._ids), name, description, datetime.now(UTC))
             self._items[item.id] = item
         return item

@@ -46,4 +46,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
+# Closed as the route returns, not after the response is sent: its pooled connection goes back
+# to the next request instead of waiting out serialization and a slow client.
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -5,22 +5,29 @@ serving for SHUTDOWN_DRAIN_SECONDS while `/ready` answers 503 and responses ask 
 their connections, so load balancers that poll readiness move traffic away before the listener
 closes. Then it shuts down as usual, letting in-flight requests finish.
 
-It also answers requests that cannot be parsed as HTTP with JSON, like every other error.
+It also answers requests that cannot be parsed as HTTP with JSON, like every other error, and
+leaves access logging to the application, which logs each request with its request id.
 """
 
 import json
+import logging
 import signal
 import sys
 import time
 from types import FrameType
 from typing import Any, ClassVar
 
+{% if cookiecutter.framework == "django" -%}
+from django.conf import settings
+{% endif -%}
 from gunicorn.arbiter import Arbiter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+{% if cookiecutter.framework == "fastapi" -%}
 from {{ cookiecutter.package_name }}.core.settings import get_settings
+{% endif -%}
 from {{ cookiecutter.package_name }}.core.shutdown import is_draining, start_draining
 
 
@@ -63,13 +70,26 @@ class DrainingUvicornWorker(UvicornWorker):
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         **UvicornWorker.CONFIG_KWARGS,
         "http": JsonErrorsHttpToolsProtocol,
+        "access_log": False,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn-worker gives uvicorn's logger gunicorn's handlers and stops it propagating;
+        # gunicorn's logger has none (logconfig_dict routes it to the root's): nothing would show.
+        error_log = logging.getLogger("uvicorn.error")
+        error_log.handlers = []
+        error_log.propagate = True
 
     async def _serve(self) -> None:
         # Same as UvicornWorker._serve, with the draining server.
         self.config.app = self.wsgi
         server = DrainingServer(config=self.config)
+{%- if cookiecutter.framework == "django" %}
+        server.drain_seconds = settings.SHUTDOWN_DRAIN_SECONDS
+{%- else %}
         server.drain_seconds = get_settings().shutdown_drain_seconds
+{%- endif %}
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:

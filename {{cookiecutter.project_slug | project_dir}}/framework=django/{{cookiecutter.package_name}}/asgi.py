@@ -1,0 +1,25 @@
+"""The ASGI application gunicorn serves (gunicorn.conf.py names it), behind core/serving.py."""
+
+import os
+{%- if cookiecutter.database == "postgresql" %}
+import warnings
+{%- endif %}
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.package_name }}.settings")
+{%- if cookiecutter.database == "postgresql" %}
+
+# WhiteNoise hands Django the admin's static files as synchronous iterators, which Django reads
+# on the request's thread; for files that small, that is fine, and not worth a warning each.
+warnings.filterwarnings(
+    "ignore", "StreamingHttpResponse must consume synchronous iterators", Warning
+)
+{%- endif %}
+
+django_application = get_asgi_application()
+
+# Imported once Django is set up: it reads the settings and the app's modules.
+from {{ cookiecutter.package_name }}.core.serving import ServingApplication  # noqa: E402
+
+application = ServingApplication(django_application)
