@@ -215,10 +215,11 @@ def run_dev_server(project: Path, framework: str, env: dict[str, str], ready: in
         assert status == ready, log.read_text()[-3000:]
         module, message = RELOADED[framework]
         path = project / project.name.replace("-", "_") / module
-        path.write_text(path.read_text() + "\n# touched by the test\n")
         deadline = time.monotonic() + 30
         while message not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.3)
+            # Again every 2 s: a polling reloader misses a change made before its first look.
+            path.write_text(path.read_text() + "\n# touched by the test\n")
+            time.sleep(2)
         assert message in log.read_text(), log.read_text()[-3000:]
         status, _ = wait_for(f"http://127.0.0.1:{port}/health", time.monotonic() + 30)
         assert status == 200
