@@ -150,7 +150,10 @@ DATABASES = {"default": postgresql_url("DATABASE_URL", development_default(LOCAL
 # A connection pool per process, as large as the number of requests it runs at once
 # (WORKER_THREADS): a request that holds a thread finds a connection. Connections are checked
 # when handed out, so one that died while idle is replaced; while the database is down or slow,
-# a request waits at most DATABASE_POOL_TIMEOUT for one, then gets 503.
+# a request waits at most DATABASE_POOL_TIMEOUT for one, then gets 503. psycopg_pool retries a
+# lost connection with doubling delays for reconnect_timeout (5 minutes by default), so after a
+# long outage it could sleep minutes past the database's return; giving up after a few seconds
+# instead lets the next request open a connection at once.
 DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
 DATABASES["default"].setdefault("OPTIONS", {}).update(
     connect_timeout=env.int("DATABASE_CONNECT_TIMEOUT", default=3),
@@ -160,6 +163,7 @@ DATABASES["default"].setdefault("OPTIONS", {}).update(
         "min_size": WORKER_THREADS,
         "max_size": WORKER_THREADS,
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=3.0),
+        "reconnect_timeout": 5.0,
     },
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
