@@ -99,7 +99,7 @@ MIDDLEWARE = [
 
 # Requests each worker process runs at once, each on a thread of its own (core/serving.py); a
 # request that finds none free within REQUEST_QUEUE_TIMEOUT seconds gets 503.
-WORKER_THREADS = env.int("WORKER_THREADS", default=8)
+WORKER_THREADS = env.int("WORKER_THREADS", default=4)
 REQUEST_QUEUE_TIMEOUT = env.float("REQUEST_QUEUE_TIMEOUT", default=5.0)
 
 ROOT_URLCONF = "{{ cookiecutter.package_name }}.urls"
