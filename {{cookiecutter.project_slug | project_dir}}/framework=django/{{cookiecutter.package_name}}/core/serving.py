@@ -44,20 +44,25 @@ class BodyTooLargeError(Exception):
 
 
 class RequestThreads:
-    """A fixed set of threads, each lent to one request at a time."""
+    """A fixed set of threads, each lent to one request at a time, in order of arrival."""
 
     def __init__(self, count: int) -> None:
-        self.free: asyncio.Queue[ThreadPoolExecutor] = asyncio.Queue()
-        for _ in range(count):
-            self.free.put_nowait(ThreadPoolExecutor(max_workers=1, thread_name_prefix="request"))
+        self.free = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="request") for _ in range(count)
+        ]
+        # asyncio.Semaphore admits waiters first come, first served: a request that arrives
+        # while others wait queues behind them. (An asyncio.Queue of threads lets newcomers take
+        # a thread ahead of a woken waiter, so a few unlucky requests wait many turns.)
+        self.admission = asyncio.Semaphore(count)
 
     async def run(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> bool:
         """Run `app` with its sync code on a free thread; False when none was free in time."""
         try:
             async with asyncio.timeout(settings.REQUEST_QUEUE_TIMEOUT):
-                thread = await self.free.get()
+                await self.admission.acquire()
         except TimeoutError:
             return False
+        thread = self.free.pop()
         try:
             # Django's own per-request context finds this one and uses its thread.
             async with ThreadSensitiveContext(executor=thread):
@@ -68,7 +73,8 @@ class RequestThreads:
                 # thread again once it is idle.
                 await asyncio.wrap_future(thread.submit(lambda: None))
             finally:
-                self.free.put_nowait(thread)
+                self.free.append(thread)
+                self.admission.release()
         return True
 
 
