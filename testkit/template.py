@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -94,3 +95,18 @@ def leftover_lines(relative: str, text: str) -> list[str]:
 
 def answers_key(answers: Mapping[str, str]) -> str:
     return "-".join(f"{name}={value}" for name, value in sorted(answers.items()))
+
+
+def make(
+    project: Path, *args: str, env: Mapping[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run one of the generated project's make targets, as its user would."""
+    return subprocess.run(
+        ["make", *args],
+        cwd=project,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -40,6 +40,14 @@ def default_project(baked: Callable[..., Path]) -> Path:
     return baked()
 
 
+@pytest.fixture
+def project(default_project: Path, tmp_path: Path) -> Path:
+    """A private copy of the default bake: make targets write .venv and may reformat files."""
+    copy = tmp_path / default_project.name
+    shutil.copytree(default_project, copy)
+    return copy
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The real PostgreSQL server; its absence is a failure, never a skip."""

@@ -29,7 +29,7 @@ from uuid import uuid4
 import pytest
 
 from testkit.services import psql
-from testkit.template import choice_options, supported_combinations
+from testkit.template import choice_options, make, supported_combinations
 
 pytestmark = pytest.mark.generated
 
@@ -51,26 +51,6 @@ EXERCISED = {
     "lock": "test_lock_and_upgrade_resolve_both_locks_with_uv",
     "upgrade": "test_lock_and_upgrade_resolve_both_locks_with_uv",
 }
-
-
-def make(project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 300):
-    return subprocess.run(
-        ["make", *args],
-        cwd=project,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture
-def project(default_project: Path, tmp_path: Path) -> Path:
-    """A private copy of the default bake: targets write .venv and may reformat files."""
-    copy = tmp_path / default_project.name
-    shutil.copytree(default_project, copy)
-    return copy
 
 
 def test_every_listed_target_is_exercised(project: Path) -> None:
@@ -425,6 +405,7 @@ def test_env_file_configures_gunicorn_run_and_migrate_alike(
     text = env_file.read_text()
     for variable, value in {
         "PORT": str(port),
+        "METRICS_PORT": str(free_port()),
         "WEB_CONCURRENCY": "3",
         "DATABASE_URL": database_url(postgres_url, name),
         "LOG_FORMAT": "json",

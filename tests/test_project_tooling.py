@@ -16,30 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testkit.template import supported_combinations
+from testkit.template import make, supported_combinations
 
 pytestmark = pytest.mark.generated
 
 LOCKS = ("requirements.lock", "requirements-dev.lock")
-
-
-def make(project: Path, *args: str, env: dict[str, str] | None = None):
-    return subprocess.run(
-        ["make", *args],
-        cwd=project,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-@pytest.fixture
-def project(default_project: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / default_project.name
-    shutil.copytree(default_project, copy)
-    return copy
 
 
 def python_310() -> str:
