@@ -230,28 +230,41 @@ def download_wheels(releases: Mapping[str, Iterable[str]], directory: Path) -> d
     """One wheel of each release ("name==version" -> its sha256 hashes from the locks).
 
     pip checks every download against the lock's hashes, so the wheels are the locked files.
+    Lock sets may pin different versions of one package; pip takes one version of a name per
+    call, so each call gets at most one.
     """
-    requirements = directory / "requirements.txt"
-    requirements.write_text(
-        "".join(
-            " ".join([release, *(f"--hash={value}" for value in sorted(hashes))]) + "\n"
-            for release, hashes in releases.items()
-        ),
-        encoding="utf-8",
-    )
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-    command += ["--only-binary", ":all:", "--implementation", "cp"]
-    command += ["--python-version", PYTHON_FLOOR]
-    command += [option for platform in WHEEL_PLATFORMS for option in ("--platform", platform)]
-    command += ["--dest", str(directory), "--requirement", str(requirements)]
-    # The command is pip with the fixed options above and the locks' own pins.
-    result = subprocess.run(  # noqa: S603
-        command, capture_output=True, text=True, timeout=1800, check=False
-    )
-    if result.returncode != 0:
-        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
-        reason = " ".join(errors).replace("ERROR: ", "") or result.returncode
-        raise PinError(f"pip could not download the pinned wheels: {reason}")
+    batches: list[dict[str, Iterable[str]]] = []
+    for release, hashes in releases.items():
+        name = release.partition("==")[0].lower()
+        batch = next(
+            (b for b in batches if name not in {r.partition("==")[0].lower() for r in b}), None
+        )
+        if batch is None:
+            batch = {}
+            batches.append(batch)
+        batch[release] = hashes
+    for number, batch in enumerate(batches):
+        requirements = directory / f"requirements-{number}.txt"
+        requirements.write_text(
+            "".join(
+                " ".join([release, *(f"--hash={value}" for value in sorted(hashes))]) + "\n"
+                for release, hashes in batch.items()
+            ),
+            encoding="utf-8",
+        )
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+        command += ["--only-binary", ":all:", "--implementation", "cp"]
+        command += ["--python-version", PYTHON_FLOOR]
+        command += [option for platform in WHEEL_PLATFORMS for option in ("--platform", platform)]
+        command += ["--dest", str(directory), "--requirement", str(requirements)]
+        # The command is pip with the fixed options above and the locks' own pins.
+        result = subprocess.run(  # noqa: S603
+            command, capture_output=True, text=True, timeout=1800, check=False
+        )
+        if result.returncode != 0:
+            errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+            reason = " ".join(errors).replace("ERROR: ", "") or result.returncode
+            raise PinError(f"pip could not download the pinned wheels: {reason}")
     by_hash = {value: release for release, hashes in releases.items() for value in hashes}
     wheels = {}
     for wheel in directory.glob("*.whl"):
