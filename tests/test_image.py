@@ -204,7 +204,8 @@ def test_image_migrates_then_serves_as_its_own_user(
 
         port = free_port()
         log = tmp_path / "server.log"
-        server = container.start(image_config["Cmd"], {**env, "PORT": str(port)}, log)
+        ports = {"PORT": str(port), "METRICS_PORT": str(free_port())}
+        server = container.start(image_config["Cmd"], {**env, **ports}, log)
         try:
             wait_until_listening(server, port, log)
             assert http_status(port, "/health") == 200

@@ -41,7 +41,7 @@ def test_every_multiple_choice_question_that_brings_files_has_a_folder_per_value
     """
     named = {condition_of(folder)[0] for folder in condition_folders()}
     assert named <= {*choice_options(), "secrets"}
-    assert {"framework", "database", "ingress", "ci", "secrets"} <= named
+    assert {"framework", "database", "ingress", "autoscaling", "ci", "secrets"} <= named
 
 
 def test_no_template_file_lands_at_the_same_place_twice_in_any_combination() -> None:

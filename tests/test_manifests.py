@@ -88,6 +88,13 @@ def run_validator(
     )
 
 
+def locked_python(project_venv: Callable[[Path], Path], project: Path) -> str:
+    """The Python of the project's own locked dev environment, as `make install` makes it. Its
+    validator tools include the custom resources' schema packages, which the template's test
+    group leaves out: importing their thousands of models would slow every bake of the matrix."""
+    return str(project_venv(project) / "bin" / "python")
+
+
 def with_secrets(project: Path, destination: Path) -> Path:
     """A copy of the project whose overlays have their secrets.env, as a deployment would."""
     copy = destination / project.name
@@ -127,11 +134,12 @@ def built(baked: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.mark.parametrize("combination", manifest_combinations(), ids=combination_id)
 def test_every_overlay_validates_strictly_on_oldest_and_newest_kubernetes(
-    baked: Callable[..., Path], combination: dict[str, str]
+    baked: Callable[..., Path], project_venv: Callable[[Path], Path], combination: dict[str, str]
 ) -> None:
     project = baked(**combination)
     versions = ["--kubernetes-version", OLDEST_SUPPORTED, "--kubernetes-version", NEWEST_BUNDLED]
-    result = run_validator(project, *versions, "--require-tools")
+    python = locked_python(project_venv, project)
+    result = run_validator(project, *versions, "--require-tools", python=python)
     assert result.returncode == 0, result.stdout + result.stderr
     targets = f"overlays dev, prod for Kubernetes {OLDEST_SUPPORTED}, {NEWEST_BUNDLED} valid"
     assert targets in result.stdout
@@ -534,8 +542,8 @@ BROKEN_MANIFESTS = [
     ),
     (
         "service-target-port",
-        [("k8s/base/service.yaml", "targetPort: http", "targetPort: 9000")],
-        "Service/orders-service: targetPort 9000 is not a port of Deployment/orders-service's"
+        [("k8s/base/service.yaml", "targetPort: http", "targetPort: 8080")],
+        "Service/orders-service: targetPort 8080 is not a port of Deployment/orders-service's"
         " containers",
     ),
     (
@@ -696,14 +704,21 @@ def test_kubeconform_on_path_runs_strict_and_its_failures_fail(
     assert "kubeconform: stdin - Deployment orders-service is invalid" in result.stderr
     calls = (tools / "kubeconform.args").read_text().splitlines()
     version = DEFAULT_KUBERNETES
-    assert calls == [f"-strict -summary -kubernetes-version {version}.0 -"] * len(OVERLAYS)
+    # Each overlay as it is, and with the PodMonitor component: kubeconform has no schema for
+    # that custom resource (custom_resources.py validates it).
+    assert sorted(calls) == sorted(
+        [f"-strict -summary -kubernetes-version {version}.0 -"] * len(OVERLAYS)
+        + [f"-strict -summary -skip PodMonitor -kubernetes-version {version}.0 -"] * len(OVERLAYS)
+    )
 
 
-# What a validator without kubectl says it did not check (overlays dev and prod).
+# What a validator without kubectl says it did not check (overlays dev and prod), and without
+# the custom resources' schema packages, which the template's test group leaves out.
 NOT_BUILT = (
     "k8s: skipped overlays dev, prod (not built without kubectl: no schema or cross-resource"
     " checks of them)"
 )
+NO_SCHEMAS = "cloudcoil-models-prometheus-operator (the PodMonitor schema)"
 HOW_TO_RUN = "to run them: make install && make validate, with kubeconform on PATH"
 # Mistakes the validator finds in the source files alone, without building the overlays.
 SOURCE_MISTAKES = ("unknown-field", "removed-api", "yamllint")
@@ -753,12 +768,12 @@ def test_without_kubectl_one_line_says_what_was_not_checked_and_require_tools_fa
     result = run_validator(baked(), python=python_without_kubectl, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"{NOT_BUILT}, kubeconform; {HOW_TO_RUN}",
+        f"{NOT_BUILT}, {NO_SCHEMAS}, kubeconform; {HOW_TO_RUN}",
         "k8s: source files in k8s/ valid",
     ]
     strict = run_validator(baked(), "--require-tools", python=python_without_kubectl, env=env)
     assert strict.returncode == 1
-    assert f"{NOT_BUILT}, kubeconform; {HOW_TO_RUN}" in strict.stderr.splitlines()
+    assert f"{NOT_BUILT}, {NO_SCHEMAS}, kubeconform; {HOW_TO_RUN}" in strict.stderr.splitlines()
 
 
 def test_without_kubectl_the_sources_are_still_linted_and_validated_strictly(
@@ -794,7 +809,9 @@ def test_bake_without_validators_checks_the_sources_and_names_what_it_skipped(
     )
     assert result.returncode == 0, result.stderr
     skipped = [line for line in result.stdout.splitlines() if "skipped" in line]
-    assert skipped == [f"{NOT_BUILT}, yamllint, kubernetes-validate, kubeconform; {HOW_TO_RUN}"]
+    assert skipped == [
+        f"{NOT_BUILT}, yamllint, kubernetes-validate, {NO_SCHEMAS}, kubeconform; {HOW_TO_RUN}"
+    ]
     assert "k8s: source files in k8s/ valid" in result.stdout
     project = tmp_path / "orders-service"
     bare = bare_environment(tmp_path / "bin-again")
@@ -832,6 +849,16 @@ def test_bake_without_validators_still_fails_on_a_broken_manifest_and_leaves_not
     assert not (output / "orders-service").exists()
 
 
+def with_every_component(project: Path) -> None:
+    """Each overlay of the project lists every component of k8s/components/ (none by default)."""
+    components = sorted(p.parent.name for p in project.glob("k8s/components/*/kustomization.yaml"))
+    assert components, "the project has no kustomize component: update this test"
+    for overlay in OVERLAYS:
+        kustomization = project / "k8s" / "overlays" / overlay / "kustomization.yaml"
+        listed = "".join(f"  - ../../components/{name}\n" for name in components)
+        kustomization.write_text(f"{kustomization.read_text()}components:\n{listed}")
+
+
 def checkov_command() -> str:
     checkov = os.environ.get("CHECKOV", str(TEMPLATE_ROOT / ".venv-checkov" / "bin" / "checkov"))
     if not Path(checkov).is_file():
@@ -858,6 +885,10 @@ def test_checkov_finds_no_failed_check_in_any_combination(
         target.mkdir(parents=True)
         for overlay in OVERLAYS:
             (target / f"{overlay}.yaml").write_text(kustomize(project, overlay))
+        # And as an overlay that opts into every component builds it.
+        with_every_component(project)
+        for overlay in OVERLAYS:
+            (target / f"{overlay}-components.yaml").write_text(kustomize(project, overlay))
         if (project / "Dockerfile").is_file():
             shutil.copyfile(project / "Dockerfile", target / "Dockerfile")
     frameworks = ["--framework", "kubernetes", "dockerfile"]

@@ -5,9 +5,12 @@ preStop sleep (5 s) + GRACEFUL_TIMEOUT (20 s) + margin (5 s) = terminationGraceP
 """
 
 import os
+import tempfile
 {%- if cookiecutter.framework == "django" %}
 
 from django.conf import settings
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
 
 # Imported first: the settings load the checkout's `.env` into the environment read below.
 from {{ cookiecutter.package_name }} import settings as project_settings  # noqa: F401
@@ -21,12 +24,25 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.package_name }}
 wsgi_app = "{{ cookiecutter.package_name }}.asgi:application"
 {%- else %}
 
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
+
 from {{ cookiecutter.package_name }}.concurrency import worker_count
 from {{ cookiecutter.package_name }}.core.logging_config import logging_dict_config
 from {{ cookiecutter.package_name }}.core.settings import get_settings
 
 wsgi_app = "{{ cookiecutter.package_name }}.main:app"
 {%- endif %}
+
+# prometheus-client decides when it is first imported whether values go to files the master can
+# add up, so the directory is set before anything imports it; the workers inherit it. Unset, each
+# master makes its own under /tmp (the pod's emptyDir): two servers on one machine never count
+# each other's requests.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+
+from {{ cookiecutter.package_name }}.core import metrics_server  # noqa: E402 - reads the directory
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # uvicorn, with a drain on SIGTERM first (core/worker.py).
 worker_class = "{{ cookiecutter.package_name }}.core.worker.DrainingUvicornWorker"
@@ -59,3 +75,29 @@ logconfig_dict = settings.LOGGING
 logconfig_dict = logging_dict_config(get_settings())
 {% endif -%}
 accesslog = None
+
+# /metrics, for every worker, from the master (core/metrics_server.py): not on the public port.
+metrics_port = int(os.environ.get("METRICS_PORT", "9000"))
+metrics_directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def on_starting(server: Arbiter) -> None:
+    metrics_server.clear(metrics_directory)
+
+
+def when_ready(server: Arbiter) -> None:
+    # The public port is bound by now, so a METRICS_PORT that repeats it cannot take it.
+    try:
+        metrics_server.serve(metrics_port, metrics_directory)
+    except OSError as exc:
+        # Stop with the reason in one log line, and on_exit's cleanup, rather than a traceback.
+        server.halt(f"METRICS_PORT {metrics_port}: {exc.strerror}", exit_status=1)
+
+
+def child_exit(server: Arbiter, worker: Worker) -> None:
+    # An int in the master; typed str, its placeholder before the fork.
+    metrics_server.worker_exited(int(worker.pid), metrics_directory)
+
+
+def on_exit(server: Arbiter) -> None:
+    metrics_server.remove(metrics_directory)

@@ -15,6 +15,10 @@ from .pins import MODULES_FILE
 
 DATABASE_PORTS = {"postgresql": 5432, "mongodb": 27017}
 DATABASE_URL_VARIABLES = {"postgresql": "DATABASE_URL", "mongodb": "MONGODB_URL"}
+# Requests one worker runs at once with the app's default settings: Django's WORKER_THREADS;
+# FastAPI's database pool (DATABASE_POOL_SIZE, MONGODB_MAX_POOL_SIZE), which the in-memory store
+# matches. A pod runs one worker at the Deployment's 1-CPU limit.
+REQUESTS_PER_WORKER = {"django": 4, "fastapi": 10}
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class Facts:
     migrate_command: tuple[str, ...]
     # {overlay: the Namespace it declares}, as k8s/overlays/<overlay>/namespace.yaml names it.
     namespaces: Mapping[str, str]
+    # Requests in flight per pod that the autoscaler aims at (autoscaling=keda's threshold);
+    # None for a framework REQUESTS_PER_WORKER does not know yet.
+    requests_per_pod: int | None
     # The database server the dev overlay brings; None without a database.
     dev_database: DevDatabase | None = None
 
@@ -105,6 +112,7 @@ def derive(answers: Mapping[str, object]) -> Facts:
         database_port=DATABASE_PORTS.get(database),
         migrate_command=migrate_command,
         namespaces=overlay_namespaces(str(answers.get("project_slug", ""))),
+        requests_per_pod=REQUESTS_PER_WORKER.get(str(framework)),
         dev_database=dev_database(database, str(answers.get("package_name", ""))),
     )
 

@@ -1,8 +1,9 @@
 """What schemas cannot see: checks across the resources of one built overlay.
 
 Each check takes the overlay's resources and yields a Finding for every mistake: selectors that
-match no pods, dangling references, ports that do not exist, an autoscaler and a disruption
-budget that disagree, a termination budget that does not add up, pods that do not run as the
+match no pods, dangling references, ports that do not exist (probes, Services, scrape
+annotations, PodMonitors), autoscalers that miss their target, fight over it or disagree with the
+disruption budget, a termination budget that does not add up, pods that do not run as the
 image's user. `k8s/validate.py` runs them all.
 """
 
@@ -18,6 +19,12 @@ from typing import NamedTuple
 MIN_TERMINATION_MARGIN = 1
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 PDB = "PodDisruptionBudget"
+HPA = "HorizontalPodAutoscaler"
+SCALED_OBJECT = "ScaledObject"
+# Each autoscaler kind's minimum field, and its default when unset (KEDA's scales to zero).
+AUTOSCALER_MINIMUM = {HPA: ("minReplicas", 1), SCALED_OBJECT: ("minReplicaCount", 0)}
+# The namespace a PromQL selector names, as in `metric{namespace="shop"}`.
+QUERY_NAMESPACE = re.compile(r'\bnamespace="([^"]*)"')
 PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 VOLUME_SOURCES = (("configMap", "ConfigMap", "name"), ("secret", "Secret", "secretName"))
@@ -81,7 +88,7 @@ class Manifests:
     def of_kind(self, kind: str) -> list[dict]:
         return [r for r in self.resources if r.get("kind") == kind]
 
-    def find(self, kind: str, name: str, namespace: str | None) -> dict | None:
+    def find(self, kind: str | None, name: str | None, namespace: str | None) -> dict | None:
         for resource in self.of_kind(kind):
             metadata = resource.get("metadata", {})
             if metadata.get("name") == name and metadata.get("namespace") == namespace:
@@ -95,18 +102,27 @@ class Manifests:
             if w["metadata"].get("namespace") == namespace and selects(selector, pod_labels(w))
         ]
 
-    def autoscaler_of(self, workload: dict) -> dict | None:
-        for hpa in self.of_kind("HorizontalPodAutoscaler"):
-            target = hpa.get("spec", {}).get("scaleTargetRef", {})
-            if (target.get("kind"), target.get("name")) == (
-                workload["kind"],
-                workload["metadata"]["name"],
-            ) and hpa["metadata"].get("namespace") == workload["metadata"].get("namespace"):
-                return hpa
-        return None
+    @property
+    def autoscalers(self) -> list[dict]:
+        """HorizontalPodAutoscalers and KEDA ScaledObjects (which run one of their own)."""
+        return [r for r in self.resources if r.get("kind") in AUTOSCALER_MINIMUM]
+
+    def target_of(self, autoscaler: dict) -> dict | None:
+        kind, name = scale_target(autoscaler)
+        return self.find(kind, name, autoscaler["metadata"].get("namespace"))
+
+    def autoscalers_of(self, workload: dict) -> list[dict]:
+        return [a for a in self.autoscalers if self.target_of(a) is workload]
 
 
 CheckResult = Iterator[Finding]
+
+
+def scale_target(autoscaler: dict) -> tuple[str | None, str | None]:
+    """The kind and name an autoscaler scales; a ScaledObject's is a Deployment unless it says."""
+    target = autoscaler.get("spec", {}).get("scaleTargetRef", {})
+    default = "Deployment" if autoscaler["kind"] == SCALED_OBJECT else None
+    return target.get("kind", default), target.get("name")
 
 
 def check_selectors(manifests: Manifests) -> CheckResult:
@@ -130,6 +146,7 @@ def check_selectors(manifests: Manifests) -> CheckResult:
     selectors = [(s, {"matchLabels": s["spec"].get("selector")}) for s in services(manifests)]
     selectors += [(p, p["spec"].get("selector")) for p in manifests.of_kind(PDB)]
     selectors += [(n, n["spec"].get("podSelector")) for n in manifests.of_kind("NetworkPolicy")]
+    selectors += [(m, m["spec"].get("selector")) for m in own_namespace_monitors(manifests)]
     for resource, selector in selectors:
         if not manifests.selected(selector, resource["metadata"].get("namespace")):
             yield Finding(resource, f"selector {selector_text(selector)} matches no pod template")
@@ -139,34 +156,85 @@ def services(manifests: Manifests) -> list[dict]:
     return [s for s in manifests.of_kind("Service") if s.get("spec", {}).get("selector")]
 
 
+def own_namespace_monitors(manifests: Manifests) -> list[dict]:
+    """PodMonitors that look for pods in their own namespace, as they do without a
+    namespaceSelector; others watch namespaces these manifests do not hold."""
+    return [m for m in manifests.of_kind("PodMonitor") if not m["spec"].get("namespaceSelector")]
+
+
 def selector_text(selector: dict | None) -> str:
     labels = (selector or {}).get("matchLabels", {})
     return "{" + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"
 
 
+def minimum_replicas(autoscaler: dict) -> int:
+    field_name, default = AUTOSCALER_MINIMUM[autoscaler["kind"]]
+    return autoscaler.get("spec", {}).get(field_name, default)
+
+
 def check_autoscaling(manifests: Manifests) -> CheckResult:
-    for hpa in manifests.of_kind("HorizontalPodAutoscaler"):
-        spec = hpa.get("spec", {})
-        target = spec.get("scaleTargetRef", {})
-        workload = manifests.find(
-            target.get("kind"), target.get("name"), hpa["metadata"].get("namespace")
-        )
+    for autoscaler in manifests.autoscalers:
+        workload = manifests.target_of(autoscaler)
         if workload is None:
-            yield Finding(
-                hpa,
-                f"scaleTargetRef {target.get('kind')}/{target.get('name')} is not in the manifests",
-            )
+            kind, name = scale_target(autoscaler)
+            yield Finding(autoscaler, f"scaleTargetRef {kind}/{name} is not in the manifests")
         elif "replicas" in workload["spec"]:
             yield Finding(
                 workload,
-                f"sets replicas although {ref(hpa)} scales it: every apply would reset the count",
+                f"sets replicas although {ref(autoscaler)} scales it: every apply would reset the"
+                " count",
             )
-        if spec.get("minReplicas", 1) < 2:
+        if minimum_replicas(autoscaler) < 2:
             yield Finding(
-                hpa,
-                f"minReplicas is {spec.get('minReplicas', 1)}: a single pod cannot be drained or"
-                " restarted without downtime",
+                autoscaler,
+                f"{AUTOSCALER_MINIMUM[autoscaler['kind']][0]} is {minimum_replicas(autoscaler)}:"
+                " a single pod cannot be drained or restarted without downtime",
             )
+    for workload in manifests.workloads:
+        # A ScaledObject first: KEDA owns the HorizontalPodAutoscaler of what it scales.
+        rivals = manifests.autoscalers_of(workload)
+        rivals.sort(key=lambda autoscaler: autoscaler["kind"] != SCALED_OBJECT)
+        owner = (
+            " (KEDA runs the HorizontalPodAutoscaler of what a ScaledObject scales)"
+            if rivals and rivals[0]["kind"] == SCALED_OBJECT
+            else ""
+        )
+        for autoscaler in rivals[1:]:
+            yield Finding(
+                autoscaler,
+                f"scales {ref(workload)}, which {ref(rivals[0])} scales too: two autoscalers would"
+                f" fight over its replicas{owner}",
+            )
+    for scaled_object in manifests.of_kind(SCALED_OBJECT):
+        yield from scaled_object_problems(scaled_object)
+
+
+def scaled_object_problems(scaled_object: dict) -> CheckResult:
+    """What KEDA would refuse or silently get wrong in one ScaledObject."""
+    spec = scaled_object.get("spec", {})
+    namespace = scaled_object["metadata"].get("namespace")
+    triggers = spec.get("triggers", [])
+    for index, trigger in enumerate(triggers):
+        query = trigger.get("metadata", {}).get("query", "")
+        named = QUERY_NAMESPACE.findall(query) if trigger.get("type") == "prometheus" else []
+        if namespace and any(name != namespace for name in named):
+            yield Finding(
+                scaled_object,
+                f"triggers[{index}]: the query counts pods of namespace {named[0]!r}, not of"
+                f" {namespace!r}, where the ScaledObject and its target live",
+            )
+    # KEDA applies a fallback only through a trigger other than cpu or memory with an
+    # AverageValue target (its default); cpu and memory triggers cannot fall back.
+    if "fallback" in spec and not any(
+        t.get("type") not in ("cpu", "memory")
+        and t.get("metricType", "AverageValue") == "AverageValue"
+        for t in triggers
+    ):
+        yield Finding(
+            scaled_object,
+            "fallback needs a trigger other than cpu or memory with metricType AverageValue;"
+            " KEDA refuses it otherwise",
+        )
 
 
 def allowed_disruptions(pdb: dict, replicas: int) -> int:
@@ -194,8 +262,12 @@ def check_disruption_budget(manifests: Manifests) -> CheckResult:
         ]
         if not covering:
             yield Finding(workload, "no PodDisruptionBudget selects its pods")
-        hpa = manifests.autoscaler_of(workload)
-        replicas = hpa["spec"].get("minReplicas", 1) if hpa else workload["spec"].get("replicas", 1)
+        autoscalers = manifests.autoscalers_of(workload)
+        replicas = (
+            min(minimum_replicas(a) for a in autoscalers)
+            if autoscalers
+            else workload["spec"].get("replicas", 1)
+        )
         for budget in covering:
             if allowed_disruptions(budget, replicas) < 1:
                 yield Finding(
@@ -256,6 +328,42 @@ def check_ports(manifests: Manifests) -> CheckResult:
                         )
     for ingress in manifests.of_kind("Ingress"):
         yield from ingress_backend_problems(manifests, ingress)
+    yield from scrape_port_problems(manifests)
+
+
+def scrape_port_problems(manifests: Manifests) -> CheckResult:
+    """Where Prometheus is told to scrape: the pods' annotations, PodMonitors, METRICS_PORT."""
+    for workload in manifests.workloads:
+        template = workload["spec"].get("template", {})
+        annotations = template.get("metadata", {}).get("annotations", {})
+        known = set().union(*(port_names_and_numbers(c) for c in containers(workload, False)))
+        port = annotations.get("prometheus.io/port")
+        if port is not None and (not port.isdigit() or int(port) not in known):
+            yield Finding(
+                workload,
+                f"annotation prometheus.io/port {port!r} is not a containerPort of its containers",
+            )
+        for container in containers(workload, init=False):
+            numbers = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+            value = environment_value(manifests, workload, container, "METRICS_PORT")
+            if value is not None and "metrics" in numbers and value != str(numbers["metrics"]):
+                yield Finding(
+                    workload,
+                    f"container {container['name']}: METRICS_PORT {value} is not its port"
+                    f" metrics ({numbers['metrics']}): the scrapes would find nothing",
+                )
+    for monitor in own_namespace_monitors(manifests):
+        namespace = monitor["metadata"].get("namespace")
+        for workload in manifests.selected(monitor["spec"].get("selector"), namespace):
+            known = set().union(*(port_names_and_numbers(c) for c in containers(workload, False)))
+            for endpoint in monitor["spec"].get("podMetricsEndpoints", []):
+                port = endpoint.get("port", endpoint.get("portNumber"))
+                if port is not None and port not in known:
+                    yield Finding(
+                        monitor,
+                        f"podMetricsEndpoints port {port!r} is not a port of {ref(workload)}'s"
+                        " containers",
+                    )
 
 
 def ingress_backend_problems(manifests: Manifests, ingress: dict) -> CheckResult:

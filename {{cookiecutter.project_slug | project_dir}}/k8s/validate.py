@@ -2,10 +2,12 @@
 
 Every overlay in k8s/overlays/ is
 
-1. built with `kubectl kustomize`;
+1. built with `kubectl kustomize`, as it is and once more with each component of k8s/components/
+   it does not list, so a component is checked before an overlay opts into it;
 2. linted with yamllint and the project's .yamllint.yaml, the source files and kubectl's output;
 3. validated in strict mode against the target Kubernetes version's schemas with
-   kubernetes-validate (offline), and with `kubeconform -strict` when it is on PATH;
+   kubernetes-validate (offline), its custom resources against their CRDs' schemas
+   (`k8s/custom_resources.py`), and with `kubeconform -strict` when it is on PATH;
 4. checked for what schemas cannot see (`k8s/checks.py`, next to this script): selectors match
    the pods, references resolve, ports exist, the autoscaler and the disruption budget agree,
    the termination budget holds, and the pods run as the image's user.
@@ -13,8 +15,9 @@ Every overlay in k8s/overlays/ is
 Unknown kinds, removed APIs and duplicate YAML keys are errors. What a missing tool would have
 checked is named in one line, never skipped silently. Without kubectl nothing is built: the
 source files are still parsed and linted, and those a kustomization lists as resources validated
-against the schemas. `--require-tools` makes a missing kubectl, yamllint or kubernetes-validate a
-failure (for CI); kubeconform stays optional: no package index ships it.
+against the schemas. `--require-tools` makes a missing kubectl, yamllint, kubernetes-validate or
+custom resource schema package a failure (for CI); kubeconform stays optional: no package index
+ships it.
 Exit status: 0 when no problem was found, 1 otherwise.
 """
 
@@ -34,6 +37,7 @@ from pathlib import Path
 
 import yaml
 from checks import CHECKS, GENERATED_NAME_SUFFIX, Finding, Manifests, ref
+from custom_resources import CUSTOM_RESOURCES, custom_resource_problems, is_custom, schema_installed
 
 # The oldest Kubernetes release these manifests must run on; chosen when the project was created.
 KUBERNETES_VERSION = "{{ cookiecutter.kubernetes_version }}"
@@ -42,7 +46,12 @@ K8S_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = K8S_DIR.parent
 YAMLLINT_CONFIG = PROJECT_DIR / ".yamllint.yaml"
 # The tools the project's dev dependencies bring (`make install`); kubeconform is a separate binary.
-DEV_TOOLS = frozenset({"kubectl", "yamllint", "kubernetes-validate"})
+DEV_TOOLS = frozenset(
+    {"kubectl", "yamllint", "kubernetes-validate", *(c.package for c in CUSTOM_RESOURCES.values())}
+)
+KUSTOMIZATION_KINDS = ("Kustomization", "Component")
+# How findings name a build of an overlay with one more component: `dev with components/x`.
+WITH = " with "
 
 
 class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -97,11 +106,21 @@ class Report:
         self.found.setdefault(line, set()).update(overlays)
 
     def lines(self) -> list[str]:
-        """One line per problem; overlays are named when it does not show up in all of them."""
-        return [
-            line if overlays == self.overlays else f"{line} (overlay {', '.join(sorted(overlays))})"
-            for line, overlays in self.found.items()
-        ]
+        """One line per problem; overlays are named when it does not show up in all of them,
+        an overlay built with a component only when the overlay alone does not have it."""
+        found = []
+        for line, overlays in self.found.items():
+            if overlays == self.overlays:
+                found.append(line)
+                continue
+            named = [o for o in sorted(overlays) if overlay_of(o) not in overlays - {o}]
+            found.append(f"{line} (overlay {', '.join(named)})")
+        return found
+
+
+def overlay_of(label: str) -> str:
+    """The overlay a build label names: `dev` for `dev with components/pod-monitor` too."""
+    return label.partition(WITH)[0]
 
 
 # --- Sources: duplicate keys, yamllint, where each resource comes from -------------------------
@@ -143,7 +162,7 @@ def read_sources(files: Iterable[Path], report: Report) -> Sources:
             continue
         sources.documents[path] = documents
         for doc in (d for d in documents if isinstance(d, dict)):
-            if doc.get("kind") != "Kustomization":
+            if doc.get("kind") not in KUSTOMIZATION_KINDS:
                 sources.defined_in[(doc.get("kind"), doc.get("metadata", {}).get("name"))] = path
                 continue
             for generator in doc.get("configMapGenerator", []) + doc.get("secretGenerator", []):
@@ -212,9 +231,14 @@ def schema_problems(resources: list[dict], versions: list[str]) -> Iterator[Find
                 )
 
 
-def kubeconform_problems(kubeconform: str, text: str, versions: list[str]) -> Iterator[str]:
+def kubeconform_problems(
+    kubeconform: str, text: str, versions: list[str], custom_kinds: Iterable[str]
+) -> Iterator[str]:
+    # It has no schemas for custom resources; custom_resources.py validates those.
+    skip = ["-skip", ",".join(sorted(custom_kinds))] if custom_kinds else []
     for version in versions:
-        command = [kubeconform, "-strict", "-summary", "-kubernetes-version", f"{version}.0", "-"]
+        command = [kubeconform, "-strict", "-summary", *skip]
+        command += ["-kubernetes-version", f"{version}.0", "-"]
         result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
             command, input=text, capture_output=True, text=True, check=False
         )
@@ -231,6 +255,8 @@ class Tools:
     kubeconform: str | None
     yamllint: bool
     kubernetes_validate: bool
+    # The custom resource kinds whose schema package is installed.
+    custom_schemas: frozenset[str]
 
     @classmethod
     def installed(cls) -> Tools:
@@ -239,13 +265,19 @@ class Tools:
             kubeconform=find_tool("kubeconform"),
             yamllint=importlib.util.find_spec("yamllint") is not None,
             kubernetes_validate=importlib.util.find_spec("kubernetes_validate") is not None,
+            custom_schemas=frozenset(kind for kind in CUSTOM_RESOURCES if schema_installed(kind)),
         )
 
-    def missing(self) -> list[str]:
+    def missing(self, custom_kinds: Iterable[str]) -> list[str]:
+        """The tools not installed, the schema packages of the custom kinds in use among them."""
         found = {
             "kubectl": self.kubectl,
             "yamllint": self.yamllint,
             "kubernetes-validate": self.kubernetes_validate,
+            **{
+                CUSTOM_RESOURCES[kind].package: kind in self.custom_schemas
+                for kind in sorted(custom_kinds)
+            },
             "kubeconform": self.kubeconform,
         }
         return [name for name, present in found.items() if not present]
@@ -267,27 +299,87 @@ def with_secret_stand_ins(scratch: Path) -> Path | None:
     return copy
 
 
-def check_overlay(
-    name: str, output: str, sources: Sources, versions: list[str], tools: Tools, report: Report
+@dataclass(frozen=True)
+class Build:
+    """One `kubectl kustomize` run: an overlay, as it is or with one more component."""
+
+    overlay: str
+    component: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How findings name it: `dev`, or `dev with components/pod-monitor`."""
+        return self.overlay if self.component is None else f"{self.overlay}{WITH}{self.component}"
+
+    def directory(self, root: Path) -> Path:
+        return root / "overlays" / self.overlay
+
+
+def components() -> list[str]:
+    """The kustomize components in k8s/components/, as an overlay lists them."""
+    return sorted(
+        p.parent.relative_to(K8S_DIR).as_posix()
+        for p in K8S_DIR.glob("components/*/kustomization.yaml")
+    )
+
+
+def listed_components(overlay: str) -> list[str] | None:
+    """The components an overlay's kustomization lists, relative to k8s/; None when it cannot
+    be read (read_sources and the overlay's own build report why)."""
+    directory = K8S_DIR / "overlays" / overlay
+    try:
+        kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text("utf-8"))
+    except yaml.YAMLError:
+        return None
+    if not isinstance(kustomization, dict):
+        return None
+    listed = kustomization.get("components", [])
+    return [relative((directory / c).resolve()).removeprefix("k8s/") for c in listed]
+
+
+def planned_builds(names: list[str]) -> list[Build]:
+    builds = [Build(name) for name in names]
+    for name in names:
+        listed = listed_components(name)
+        if listed is not None:
+            builds += [Build(name, c) for c in components() if c not in listed]
+    return builds
+
+
+def with_component(root: Path, build: Build, scratch: Path) -> Path:
+    """A copy of the k8s/ at `root` whose overlay also lists the build's component."""
+    copy = scratch / build.label.replace(" ", "-").replace("/", "-") / "k8s"
+    shutil.copytree(root, copy)
+    path = build.directory(copy) / "kustomization.yaml"
+    kustomization = yaml.safe_load(path.read_text(encoding="utf-8"))
+    kustomization["components"] = [*kustomization.get("components", []), f"../../{build.component}"]
+    path.write_text(yaml.safe_dump(kustomization, sort_keys=False), encoding="utf-8")
+    return copy
+
+
+def check_build(
+    build: Build, output: str, sources: Sources, versions: list[str], tools: Tools, report: Report
 ) -> None:
     """Lint, validate and cross-check what `kubectl kustomize` built for one overlay."""
-    directory = K8S_DIR / "overlays" / name
+    directory = build.directory(K8S_DIR)
     where = relative(directory / "kustomization.yaml")
     resources = load_documents(output)
 
     def add(findings: Iterable[Finding]) -> None:
         for resource, message in findings:
-            report.add([name], message, sources.origin(resource, directory), resource)
+            report.add([build.label], message, sources.origin(resource, directory), resource)
 
     if tools.yamllint:
         lint = [(f"kubectl kustomize {relative(directory)}", output)]
         for source, message in yamllint_problems(lint):
-            report.add([name], message, source)
+            report.add([build.label], message, source)
     if tools.kubernetes_validate:
-        add(schema_problems(resources, versions))
+        add(schema_problems([r for r in resources if not is_custom(r)], versions))
+    add(custom_resource_problems(r for r in resources if r.get("kind") in tools.custom_schemas))
     if tools.kubeconform:
-        for failure in kubeconform_problems(tools.kubeconform, output, versions):
-            report.add([name], f"kubeconform: {failure}", where)
+        custom_kinds = {r["kind"] for r in resources if is_custom(r)}
+        for failure in kubeconform_problems(tools.kubeconform, output, versions, custom_kinds):
+            report.add([build.label], f"kubeconform: {failure}", where)
     manifests = Manifests(resources, PROJECT_DIR)
     for check in CHECKS:
         try:
@@ -295,58 +387,82 @@ def check_overlay(
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             # A resource too malformed to check; the schema errors above say what is wrong.
             message = f"{check.__name__} could not run: malformed resource ({error!r})"
-            report.add([name], message, where)
+            report.add([build.label], message, where)
 
 
-def validate(names: list[str], versions: list[str], tools: Tools) -> tuple[Report, bool]:
-    """Check the sources and build and check every overlay (without kubectl: only the sources).
+@dataclass
+class Outcome:
+    report: Report
+    # Whether secrets came from `.example` stand-ins.
+    stand_ins: bool
+    # The components each overlay was built with once more.
+    components: list[str]
+    # The custom resource kinds the source files hold.
+    custom_kinds: set[str]
 
-    Also returns whether secrets came from `.example` stand-ins.
-    """
-    report = Report(names)
+
+def validate(names: list[str], versions: list[str], tools: Tools) -> Outcome:
+    """Check the sources and build and check every overlay (without kubectl: only the sources)."""
+    planned = planned_builds(names) if tools.kubectl else []
+    report = Report([b.label for b in planned] or names)
     with tempfile.TemporaryDirectory() as scratch:
-        builds: dict[str, subprocess.Popen[str]] = {}
+        builds: dict[Build, tuple[Path, subprocess.Popen[str]]] = {}
         stand_ins = with_secret_stand_ins(Path(scratch)) if tools.kubectl else None
-        build_root = stand_ins or K8S_DIR
-        if tools.kubectl:
-            for name in names:
-                command = [tools.kubectl, "kustomize", str(build_root / "overlays" / name)]
-                builds[name] = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
-                    command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-                )
+        project_root = stand_ins or K8S_DIR
+        for build in planned:
+            root = project_root
+            if build.component is not None:
+                root = with_component(project_root, build, Path(scratch))
+            command = [str(tools.kubectl), "kustomize", str(build.directory(root))]
+            process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            builds[build] = root, process
         # While kubectl builds: the sources, for duplicate keys, lint and each resource's origin.
         files = source_files()
         sources = read_sources(files, report)
+        custom_kinds = {
+            doc["kind"] for docs in sources.documents.values() for doc in docs if is_custom(doc)
+        }
         if tools.yamllint:
             lint = [(relative(path), path.read_text(encoding="utf-8")) for path in files]
             for source, message in yamllint_problems(lint):
-                report.add(names, message, source)
+                report.add(report.overlays, message, source)
         if tools.kubernetes_validate:
             load_schema_validator(versions, report)
-        if tools.kubernetes_validate and not builds:
+        if not builds:
             # Nothing is built, but the files that hold whole resources can be validated alone.
             for path in (p for p in sources.documents if p in sources.listed):
-                for resource, message in schema_problems(sources.documents[path], versions):
-                    report.add(names, message, relative(path), resource)
-        for name, build in builds.items():
-            output, errors = build.communicate()
-            if build.returncode == 0:
-                check_overlay(name, output, sources, versions, tools, report)
+                documents = sources.documents[path]
+                own = [d for d in documents if not is_custom(d)]
+                found = list(schema_problems(own, versions)) if tools.kubernetes_validate else []
+                custom = (d for d in documents if d.get("kind") in tools.custom_schemas)
+                for resource, message in found + list(custom_resource_problems(custom)):
+                    report.add(report.overlays, message, relative(path), resource)
+        for build, (root, process) in builds.items():
+            output, errors = process.communicate()
+            if process.returncode == 0:
+                check_build(build, output, sources, versions, tools, report)
                 continue
             # Name files as they are in the project, not in the scratch copy.
-            errors = " ".join(errors.replace(str(build_root), relative(K8S_DIR)).split())
-            where = relative(K8S_DIR / "overlays" / name / "kustomization.yaml")
-            report.add([name], f"cannot build: kubectl kustomize failed: {errors}", where)
-    return report, stand_ins is not None
+            errors = " ".join(errors.replace(str(root), relative(K8S_DIR)).split())
+            where = relative(build.directory(K8S_DIR) / "kustomization.yaml")
+            what = "cannot build" + (f" with {build.component}" if build.component else "")
+            report.add([build.label], f"{what}: kubectl kustomize failed: {errors}", where)
+    used = sorted({b.component for b in planned if b.component is not None})
+    return Outcome(report, stand_ins is not None, used, custom_kinds)
 
 
-def skipped_line(tools: Tools, names: list[str]) -> str | None:
+def skipped_line(tools: Tools, names: list[str], custom_kinds: set[str]) -> str | None:
     """One line naming everything that did not run, and how to run it."""
-    missing = tools.missing()
+    missing = tools.missing(custom_kinds)
+    schema_of = {CUSTOM_RESOURCES[kind].package: kind for kind in custom_kinds}
     skipped = [
         f"overlays {', '.join(names)} (not built without kubectl: no schema or cross-resource"
         " checks of them)"
         if name == "kubectl"
+        else f"{name} (the {schema_of[name]} schema)"
+        if name in schema_of
         else name
         for name in missing
     ]
@@ -393,12 +509,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no such overlays in k8s/overlays: {', '.join(names)}", file=sys.stderr)
         return 1
     tools = Tools.installed()
-    report, stand_ins = validate(names, versions, tools)
-    lines = report.lines()
+    outcome = validate(names, versions, tools)
+    lines = outcome.report.lines()
     for line in lines:
         print(line, file=sys.stderr)
-    required_missing = args.require_tools and bool(DEV_TOOLS.intersection(tools.missing()))
-    if skipped := skipped_line(tools, names):
+    missing = tools.missing(outcome.custom_kinds)
+    required_missing = args.require_tools and bool(DEV_TOOLS.intersection(missing))
+    if skipped := skipped_line(tools, names, outcome.custom_kinds):
         print(skipped, file=sys.stderr if required_missing else sys.stdout)
     checked = (
         f"overlays {', '.join(names)} for Kubernetes {', '.join(versions)}"
@@ -410,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if required_missing:
         return 1
-    print(f"k8s: {checked} valid{' (secrets from *.example stand-ins)' if stand_ins else ''}")
+    notes = [f"each also with {', '.join(outcome.components)}"] if outcome.components else []
+    notes += ["secrets from *.example stand-ins"] if outcome.stand_ins else []
+    print(f"k8s: {checked} valid" + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 

@@ -140,15 +140,19 @@ def serve(log: Path, **env: str) -> Iterator[Server]:
 {%- endif %}
     """gunicorn with gunicorn.conf.py, as the container starts it, until the block ends."""
     port = free_port()
+    # Its own metrics port too: two servers on one machine cannot share one.
+    metrics_port = str(free_port())
     server = Server(f"http://127.0.0.1:{port}", log)
     with log.open("w") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
             cwd=PROJECT_ROOT,
 {%- if cookiecutter.database == "postgresql" %}
-            env=app_env(database_url, PORT=str(port), WEB_CONCURRENCY="1", **env),
+            env=app_env(
+                database_url, PORT=str(port), METRICS_PORT=metrics_port, WEB_CONCURRENCY="1", **env
+            ),
 {%- else %}
-            env=app_env(PORT=str(port), WEB_CONCURRENCY="1", **env),
+            env=app_env(PORT=str(port), METRICS_PORT=metrics_port, WEB_CONCURRENCY="1", **env),
 {%- endif %}
             stdout=output,
             stderr=subprocess.STDOUT,

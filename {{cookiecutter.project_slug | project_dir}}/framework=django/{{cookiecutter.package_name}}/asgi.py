@@ -8,6 +8,8 @@ import warnings
 
 from django.core.asgi import get_asgi_application
 
+from {{ cookiecutter.package_name }}.core.tracing import start_tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{{ cookiecutter.package_name }}.settings")
 {%- if cookiecutter.database == "postgresql" %}
 
@@ -18,6 +20,8 @@ warnings.filterwarnings(
 )
 {%- endif %}
 
+# Before the application is built: the instrumentation adds its middleware to the settings'.
+start_tracing()
 django_application = get_asgi_application()
 
 # Imported once Django is set up: it reads the settings and the app's modules.

@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 import structlog
 {% endif -%}
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 
 from {{ cookiecutter.package_name }}.api.routes import health, items
+from {{ cookiecutter.package_name }}.core import tracing
 {%- if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.core.db import create_engine, create_sessionmaker
 {%- elif cookiecutter.database == "mongodb" %}
@@ -32,6 +34,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
 {%- if cookiecutter.database == "postgresql" %}
     engine = create_engine(settings)
+    if app.state.tracer_provider is not None:
+        tracing.instrument_engine(engine, app.state.tracer_provider)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     logger.info("database pool created", pool_size=settings.database_pool_size)
@@ -41,6 +45,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.dispose()
         logger.info("database pool disposed")
 {%- elif cookiecutter.database == "mongodb" %}
+    if app.state.tracer_provider is not None:
+        tracing.instrument_client(app.state.tracer_provider)
     client = create_client(settings)
     app.state.database = client[settings.mongodb_database]
     logger.info("database client created", max_pool_size=settings.mongodb_max_pool_size)
@@ -53,7 +59,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 {%- endif %}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
     # The schema and the interactive docs built on it (/docs, /redoc) are a development aid: in
@@ -66,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 {%- else %}
     app = FastAPI(title=settings.app_name, openapi_url=openapi_url, lifespan=lifespan)
     app.state.settings = settings
+    app.state.tracer_provider = tracer_provider
 {%- endif %}
     app.include_router(health.router)
     app.include_router(items.router)
@@ -78,10 +87,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_query_bytes=settings.max_query_bytes,
     )
     app.add_middleware(EdgeMiddleware)
+    if tracer_provider is not None:
+        tracing.instrument_app(app, tracer_provider)
     return app
 
 
-app = create_app()
+# Built in each gunicorn worker after the fork (gunicorn.conf.py does not preload the app): the
+# exporter's thread runs in the process whose requests it traces.
+app = create_app(tracer_provider=tracing.start_tracing())
 # What is built by now lives as long as the worker: frozen out of the garbage collector's
 # reach, a full collection walks only what requests allocate instead of stalling every
 # request in flight while it walks the framework's hundred thousand objects.

@@ -12,6 +12,7 @@ leaves access logging to the application, which logs each request with its reque
 import json
 import logging
 import signal
+import socket
 import sys
 import time
 from types import FrameType
@@ -29,6 +30,7 @@ from uvicorn_worker import UvicornWorker
 from {{ cookiecutter.package_name }}.core.settings import get_settings
 {% endif -%}
 from {{ cookiecutter.package_name }}.core.shutdown import is_draining, start_draining
+from {{ cookiecutter.package_name }}.core.tracing import stop_tracing
 
 
 class DrainingServer(Server):
@@ -48,6 +50,12 @@ class DrainingServer(Server):
         if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:
             self.should_exit = True
         return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # The worker then ends by the signal that stopped it, which skips the exit handlers that
+        # would send the spans still waiting for their batch.
+        stop_tracing()
 
 
 class JsonErrorsHttpToolsProtocol(HttpToolsProtocol):

@@ -9,9 +9,14 @@ locked table, cannot grow threads, connections or the wait without bound.
 Answered here, on the event loop, without a request thread: `/health`, so liveness never waits
 for a thread or the database; `/ready`, whose time-boxed check has a thread of its own; and
 requests over the size limits, which uvicorn's parser does not enforce.
+
+Every request but the probes is counted here too (core/metrics.py), by the URL pattern its path
+resolves to, those refused for want of a thread included; it is in flight from its arrival, its
+wait for a thread included, since that wait is the queue a busy pod builds.
 """
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +30,9 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.postgresql.base import DatabaseWrapper
 {%- endif %}
 from django.http import HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 
-from {{ cookiecutter.package_name }}.core import views
+from {{ cookiecutter.package_name }}.core import metrics, views
 from {{ cookiecutter.package_name }}.core.middleware import REQUEST_ID
 from {{ cookiecutter.package_name }}.core.shutdown import is_draining
 
@@ -95,6 +101,31 @@ class ServingApplication:
         if scope["type"] != "http":
             await self.django(scope, receive, send)
             return
+        if scope["path"] in metrics.PROBES:
+            await self.serve(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics.IN_FLIGHT.inc()
+        try:
+            await self.serve(scope, receive, send_noting_status)
+        except Exception:
+            status = status or 500  # what uvicorn answers
+            raise
+        finally:
+            metrics.IN_FLIGHT.dec()
+            # 499, as nginx logs it: the client left before Django answered.
+            seconds = time.perf_counter() - started
+            metrics.observe(scope["method"], self.route(scope["path"]), status or 499, seconds)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         rejected = self.over_limits(scope)
         if rejected is not None:
             await self.respond(scope, send, rejected, close=True)
@@ -115,6 +146,13 @@ class ServingApplication:
             busy = JsonResponse({"detail": "Server busy, try again later"}, status=503)
             busy["Retry-After"] = "1"
             await self.respond(scope, send, busy)
+
+    def route(self, path: str) -> str:
+        """The URL pattern `path` resolves to, like request.resolver_match.route, or "unmatched"."""
+        try:
+            return "/" + resolve(path).route
+        except Resolver404:
+            return metrics.UNMATCHED
 
     def over_limits(self, scope: Scope) -> JsonResponse | None:
         query = scope["query_string"]

@@ -21,6 +21,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DEFAULT_DB_ALIAS, connections
 {%- endif %}
 from django.http import HttpRequest, JsonResponse
+{%- if cookiecutter.database == "postgresql" %}
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+{%- endif %}
 
 from {{ cookiecutter.package_name }}.core.shutdown import is_draining
 
@@ -49,7 +52,8 @@ def health(request: HttpRequest) -> JsonResponse:
 def check_database() -> None:
     """Connect and run a query, outside the request pool: can this pod reach the database now?"""
     connection = connections[DEFAULT_DB_ALIAS]
-    with psycopg.connect(**connection.get_connection_params()) as conn:
+    # No spans for the check, as for the probe itself (core/tracing.py).
+    with suppress_instrumentation(), psycopg.connect(**connection.get_connection_params()) as conn:
         conn.execute("SELECT 1")
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from opentelemetry.sdk.trace import TracerProvider
 from pymongo import MongoClient
 
 from {{ cookiecutter.package_name }}.core.settings import Settings
@@ -60,9 +61,11 @@ def run_migrate(
 
 
 @asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(
+    settings: Settings, tracer_provider: TracerProvider | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running, and a client that talks to it in-process."""
-    app = create_app(settings)
+    app = create_app(settings, tracer_provider)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

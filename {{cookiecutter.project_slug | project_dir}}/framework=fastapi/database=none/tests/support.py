@@ -4,15 +4,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from opentelemetry.sdk.trace import TracerProvider
 
 from {{ cookiecutter.package_name }}.core.settings import Settings
 from {{ cookiecutter.package_name }}.main import create_app
 
 
 @asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(
+    settings: Settings, tracer_provider: TracerProvider | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """A fresh app, with an empty store, and a client that talks to it in-process."""
-    app = create_app(settings)
+    app = create_app(settings, tracer_provider)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.engine import make_url
 
 from {{ cookiecutter.package_name }}.core.settings import Settings
@@ -69,9 +70,11 @@ def run_migrate(database_url: str) -> subprocess.CompletedProcess[str]:
 
 
 @asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(
+    settings: Settings, tracer_provider: TracerProvider | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running, and a client that talks to it in-process."""
-    app = create_app(settings)
+    app = create_app(settings, tracer_provider)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

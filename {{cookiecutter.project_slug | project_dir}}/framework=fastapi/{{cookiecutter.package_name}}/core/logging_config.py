@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import structlog
+from opentelemetry import trace
 
 from {{ cookiecutter.package_name }}.core.settings import Settings
 
@@ -27,6 +28,19 @@ def add_request_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
     current = request_id.get()
     if current is not None:
         event_dict.setdefault("request_id", current)
+    return event_dict
+
+
+def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The current span's ids, as tracing backends show them (core/tracing.py).
+
+    Only for a trace that is kept (sampled): the ids of others lead nowhere. A request's span
+    stays current until the request is done, also once it has ended with the response.
+    """
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid and context.trace_flags.sampled:
+        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
+        event_dict["span_id"] = trace.format_span_id(context.span_id)
     return event_dict
 
 
@@ -42,6 +56,7 @@ SHARED_PROCESSORS: list[Any] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     add_request_id,
+    add_trace_ids,
     structlog.processors.StackInfoRenderer(),
 ]
 # Records from stdlib loggers carry `extra=` fields, and uvicorn's a coloured copy of the message.

@@ -8,10 +8,12 @@ import secrets
 import time
 
 import structlog
+from fastapi.routing import APIRoute
 from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from {{ cookiecutter.package_name }}.core import metrics
 from {{ cookiecutter.package_name }}.core.logging_config import request_id
 from {{ cookiecutter.package_name }}.core.shutdown import is_draining
 
@@ -30,14 +32,22 @@ def incoming_request_id(scope: Scope) -> bytes | None:
     return None
 
 
+def route_template(scope: Scope) -> str:
+    """The path template of the API route that answered, e.g. `/api/v1/items/{item_id}`."""
+    route = scope.get("route")
+    return route.path if isinstance(route, APIRoute) else metrics.UNMATCHED
+
+
 class EdgeMiddleware:
-    """Name each request, answer it even when the app fails, and log it once.
+    """Name each request, answer it even when the app fails, and log and count it once.
 
     - The id is the caller's X-Request-ID when it is well formed, else a new one. It is returned
       in the response's X-Request-ID and logged with every event of the request.
     - An exception no handler took is logged with its traceback and answered 500 JSON, inside
       the request id (unlike Starlette's last-resort handler), so both carry the same id.
-    - One access event per request, with its status and duration.
+    - One access event per request, with its status and duration. The request metrics
+      (core/metrics.py) count it too, by route template, and hold it in flight until answered;
+      probes excepted.
     - While the worker drains, responses ask clients to reconnect: the next connection finds a
       ready pod.
     - HEAD is answered as GET (the server sends no body): probes and load balancers use it.
@@ -52,7 +62,8 @@ class EdgeMiddleware:
             return
 
         started = time.perf_counter()
-        if scope["method"] == "HEAD":
+        method = scope["method"]
+        if method == "HEAD":
             scope = {**scope, "method": "GET"}
         header = incoming_request_id(scope) or secrets.token_hex(16).encode()
         token = request_id.set(header.decode())
@@ -67,6 +78,9 @@ class EdgeMiddleware:
                     MutableHeaders(scope=message)["Connection"] = "close"
             await send(message)
 
+        measured = scope["path"] not in metrics.PROBES
+        if measured:
+            metrics.IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception:
@@ -76,11 +90,15 @@ class EdgeMiddleware:
             response = JSONResponse({"detail": "Internal server error"}, status_code=500)
             await response(scope, receive, send_with_request_id)
         finally:
+            seconds = time.perf_counter() - started
+            if measured:
+                metrics.IN_FLIGHT.dec()
+                metrics.observe(method, route_template(scope), status or 500, seconds)
             access_logger.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status or 500,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
             )
             request_id.reset(token)

@@ -26,6 +26,9 @@ from fastapi import APIRouter
 from fastapi import APIRouter, Request
 {%- endif %}
 from fastapi.responses import JSONResponse
+{%- if cookiecutter.database != "none" %}
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+{%- endif %}
 {%- if cookiecutter.database == "postgresql" %}
 from sqlalchemy import ARRAY, String, bindparam, text
 {%- endif %}
@@ -66,17 +69,19 @@ async def ready(request: Request) -> JSONResponse:
     if is_draining():
         return not_ready("shutdown", "draining")
     try:
+        # No spans for the check, as for the probe itself (core/tracing.py).
+        with suppress_instrumentation():
 {%- if cookiecutter.database == "postgresql" %}
-        async with (
-            asyncio.timeout(settings.ready_timeout),
-            request.app.state.engine.connect() as conn,
-        ):
-            # Every table the models declare: a database that was never migrated is not ready.
-            tables = sorted(Base.metadata.tables)
-            missing = (await conn.scalars(MISSING_TABLES, {"names": tables})).all()
+            async with (
+                asyncio.timeout(settings.ready_timeout),
+                request.app.state.engine.connect() as conn,
+            ):
+                # Every table the models declare: a database that was never migrated is not ready.
+                tables = sorted(Base.metadata.tables)
+                missing = (await conn.scalars(MISSING_TABLES, {"names": tables})).all()
 {%- elif cookiecutter.database == "mongodb" %}
-        async with asyncio.timeout(settings.ready_timeout):
-            await request.app.state.database.command("ping")
+            async with asyncio.timeout(settings.ready_timeout):
+                await request.app.state.database.command("ping")
 {%- endif %}
     except TimeoutError:
         return not_ready("database", f"no answer within {settings.ready_timeout}s")

@@ -4,11 +4,13 @@ Without the check a database that is down shows up as a traceback from the serve
 and the server then waits for code changes instead of exiting.
 """
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.staticfiles.management.commands import runserver
+from django.core.handlers.wsgi import WSGIHandler
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.db.backends.postgresql.base import DatabaseWrapper
 
 
 class Command(runserver.Command):
@@ -26,3 +28,12 @@ class Command(runserver.Command):
         finally:
             connection.close()
         super().handle(*args, **options)
+
+    def get_handler(self, *args: Any, **options: Any) -> WSGIHandler:
+        handler = super().get_handler(*args, **options)
+        # The checks before it opened the pool, ahead of the app (wsgi.py): with tracing on, its
+        # connections would not be traced. The requests get a new one.
+        connection = cast(DatabaseWrapper, connections[DEFAULT_DB_ALIAS])
+        connection.close()
+        connection.close_pool()
+        return handler
