@@ -17,21 +17,8 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from opentelemetry import trace
 
-
-def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """The current span's ids, as tracing backends show them (core/tracing.py).
-
-    Only for a trace that is kept (sampled): the ids of others lead nowhere. A request's span
-    stays current until the request is done, also once it has ended with the response.
-    """
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid and context.trace_flags.sampled:
-        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
-        event_dict["span_id"] = trace.format_span_id(context.span_id)
-    return event_dict
-
+from {{ cookiecutter.package_name }}.core.tracing import add_trace_ids
 
 SHARED_PROCESSORS: list[Any] = [
     # core.middleware.RequestLogMiddleware binds request_id and the client's ip here.

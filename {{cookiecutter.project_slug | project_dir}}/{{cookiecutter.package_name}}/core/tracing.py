@@ -13,7 +13,7 @@ whose exporting thread a fork would not carry over.
 """
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -54,6 +54,19 @@ def start_tracing() -> "TracerProvider | None":
     instrument(provider)
 {%- endif %}
     return provider
+
+
+def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: the current span's ids, as tracing backends show them.
+
+    Only for a trace that is kept (sampled): the ids of others lead nowhere. A request's span
+    stays current until the request is done, also once it has ended with the response.
+    """
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid and context.trace_flags.sampled:
+        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
+        event_dict["span_id"] = trace.format_span_id(context.span_id)
+    return event_dict
 
 
 def tracing_enabled() -> bool:

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 import structlog
-from opentelemetry import trace
 
 from {{ cookiecutter.package_name }}.core.settings import Settings
+from {{ cookiecutter.package_name }}.core.tracing import add_trace_ids
 
 # The id of the request being served (core/middleware.py sets it).
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -28,19 +28,6 @@ def add_request_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
     current = request_id.get()
     if current is not None:
         event_dict.setdefault("request_id", current)
-    return event_dict
-
-
-def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """The current span's ids, as tracing backends show them (core/tracing.py).
-
-    Only for a trace that is kept (sampled): the ids of others lead nowhere. A request's span
-    stays current until the request is done, also once it has ended with the response.
-    """
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid and context.trace_flags.sampled:
-        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
-        event_dict["span_id"] = trace.format_span_id(context.span_id)
     return event_dict
 
 
