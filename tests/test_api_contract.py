@@ -326,7 +326,7 @@ def test_fastapi_api_docs_are_off_in_production_unless_enabled(
         assert send(documented, "GET", path)[0] == 200, path
 
 
-@pytest.mark.parametrize("framework", ["fastapi", "django"])
+@pytest.mark.parametrize("framework", choice_options()["framework"])
 def test_probes_answer_head_like_get(
     deployments: Callable[[str, str], Deployed],
     start_service: Callable[..., Service],
@@ -480,7 +480,7 @@ METHOD_CONTRACT = {
 }
 
 
-@pytest.mark.parametrize("framework", ["fastapi", "django"])
+@pytest.mark.parametrize("framework", choice_options()["framework"])
 @pytest.mark.parametrize("database", ["postgresql", "none"])
 def test_methods_are_answered_alike_on_both_frameworks(
     deployments: Callable[[str, str], Deployed],
