@@ -15,6 +15,8 @@ from typing import Any
 
 from benchmarks.bake_time import TARGET_SECONDS as BAKE_TARGET_SECONDS
 from benchmarks.matrix_time import TARGET_SECONDS as MATRIX_TARGET_SECONDS
+from benchmarks.worker import TARGET_RATIO as WORKER_THROUGHPUT_RATIO
+from benchmarks.worker import throughput_ratio as worker_ratio
 
 COMMAND = "bash tests/run.sh -k benchmarks && .venv/bin/python -m benchmarks.run"
 # Rendered `/health` requests/s over the bare app's, at least; FastAPI's p99 at most the bare's.
@@ -26,6 +28,7 @@ ITEMS_P99_RATIO = 1.2
 RSS_RATIO = 1.3
 COLD_START_TARGET_SECONDS = {"fastapi": 1.0, "django": 1.5}
 FRAMEWORK_NAMES = {"fastapi": "FastAPI", "django": "Django"}
+BROKER_NAMES = {"rabbitmq": "RabbitMQ", "kafka": "Kafka"}
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,15 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
     found = []
     for framework, serving in results.get("serving", {}).items():
         found += serving_verdicts(framework, serving)
+    for measured in results.get("worker", {}).values():
+        found.append(
+            at_least(
+                f"{worker_name(measured)} messages/s >= {WORKER_THROUGHPUT_RATIO}x a bare"
+                f" FastStream consumer's, {measured['processes']} processes each",
+                worker_ratio(measured),
+                WORKER_THROUGHPUT_RATIO,
+            )
+        )
     if "bake" in results:
         seconds = median(results["bake"]["runs_seconds"])
         found.append(
@@ -149,6 +161,14 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
             )
         )
     return found
+
+
+def worker_name(measured: dict[str, Any]) -> str:
+    return f"{FRAMEWORK_NAMES[measured['framework']]} worker on {BROKER_NAMES[measured['broker']]}"
+
+
+def worker_rates(measured: dict[str, Any], contender: str) -> list[float]:
+    return [run["messages_per_s"] for run in measured[contender]["runs"]]
 
 
 def headline(results: dict[str, Any]) -> dict[str, float]:
@@ -406,6 +426,38 @@ def fixes_section(results: dict[str, Any]) -> Iterator[str]:
     yield ""
 
 
+def worker_section(results: dict[str, Any]) -> Iterator[str]:
+    if not results.get("worker"):
+        return
+    yield "## Event workers: rendered worker and bare consumer"
+    yield ""
+    first = next(iter(results["worker"].values()))
+    yield (
+        f"Rendered: the bake with `worker=<broker>` on PostgreSQL, {first['processes']} worker"
+        " processes started with the worker Deployment's command (the relay running in each,"
+        " on an empty outbox), the production environment, JSON logs to a file."
+        f" Bare: {first['bare']['description']} (`{first['bare']['command']}`), as many"
+        f" processes, in the same venv. Prefetch {first['prefetch']} for both."
+        f" Each run drains {first['messages']:,} item.created events from a queue or topic of"
+        " its own (RabbitMQ: the shared server, published before the consumers start; Kafka: a"
+        " tansu broker, produced to consumers that have joined their group); messages/s count"
+        " from the first effect's `recorded_at` to the last. Who goes first alternates."
+    )
+    yield ""
+    yield "| Combination | Rendered messages/s | Bare messages/s | Rendered / bare | Load (1 min) |"
+    yield "| --- | --- | --- | --- | --- |"
+    for measured in results["worker"].values():
+        loads = ", ".join(f"{value:.1f}" for value in measured["load_average_per_round"])
+        packages = ", ".join(f"{name} {version}" for name, version in measured["packages"].items())
+        yield (
+            f"| {worker_name(measured)} ({packages})"
+            f" | {spread(worker_rates(measured, 'rendered'))}"
+            f" | {spread(worker_rates(measured, 'bare'))}"
+            f" | **{worker_ratio(measured):.2f}x** | {loads} |"
+        )
+    yield ""
+
+
 def bake_section(results: dict[str, Any]) -> Iterator[str]:
     if "bake" not in results and "matrix" not in results:
         return
@@ -462,6 +514,7 @@ def markdown(results: dict[str, Any]) -> str:
     for framework, serving in results.get("serving", {}).items():
         lines += serving_section(framework, serving)
     sections: list[Callable[[dict[str, Any]], Iterator[str]]] = [
+        worker_section,
         bake_section,
         fixes_section,
     ]

@@ -5,7 +5,8 @@
 (tests/run.sh installs the template's test tools into .venv; this installs wrk with apt-get
 when it is missing.) In order: bake and install the default FastAPI and Django projects, wait
 for a quiet machine, then measure serving side by side with the bare apps (benchmarks/serving.py),
-the default bake (benchmarks/bake_time.py) and the whole matrix (benchmarks/matrix_time.py).
+the event worker beside a bare consumer of the same library (benchmarks/worker.py), the default
+bake (benchmarks/bake_time.py) and the whole matrix (benchmarks/matrix_time.py).
 Loads are bounded in time and target loopback only. Exits 1 when a target is missed.
 """
 
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bake_time, matrix_time, report, serving
+from benchmarks import bake_time, matrix_time, report, serving, worker
 from testkit.template import TEMPLATE_ROOT, choice_options
 
 QUIET_LOAD = 1.0
@@ -135,7 +136,10 @@ def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=Path, default=TEMPLATE_ROOT / "docs", help="output folder")
     parser.add_argument(
-        "--frameworks", nargs="+", default=choice_options()["framework"], help="serving benchmarks"
+        "--frameworks",
+        nargs="*",
+        default=choice_options()["framework"],
+        help="serving benchmarks (none: leave them out)",
     )
     parser.add_argument(
         "--workers",
@@ -149,6 +153,19 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--cold-starts", type=int, default=5, help="cold starts per app")
     parser.add_argument("--bake-runs", type=int, default=7, help="timed default bakes")
     parser.add_argument("--skip-matrix", action="store_true", help="leave the matrix out")
+    parser.add_argument(
+        "--worker-frameworks",
+        nargs="*",
+        default=choice_options()["framework"],
+        help="event worker benchmarks (none: leave them out)",
+    )
+    parser.add_argument(
+        "--worker-brokers",
+        nargs="+",
+        default=[answer for answer in choice_options()["worker"] if answer != "none"],
+    )
+    parser.add_argument("--worker-messages", type=int, default=3000, help="events per run")
+    parser.add_argument("--worker-rounds", type=int, default=3, help="rendered/bare pairs")
     parser.add_argument(
         "--max-wait", type=float, default=900, help="seconds to wait for a quiet machine"
     )
@@ -181,6 +198,11 @@ def main() -> int:
         for framework in arguments.frameworks:
             say(f"baking and installing framework={framework}")
             deployments[framework] = serving.deploy(framework, workdir)
+        worker_deployments = []
+        for framework in arguments.worker_frameworks:
+            for broker in arguments.worker_brokers:
+                say(f"baking and installing framework={framework} worker={broker}")
+                worker_deployments.append(worker.deploy(framework, broker, workdir))
 
         waited, quiet = wait_for_quiet(arguments.max_wait)
         results["measured_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -193,6 +215,23 @@ def main() -> int:
                 deployment, arguments.workers, shape, arguments.cold_starts, workdir, say
             )
             results["serving"][framework]["load_average_after"] = list(os.getloadavg())
+        if worker_deployments:
+            results["worker"] = {}
+        for deployment in worker_deployments:
+            key = f"{deployment.framework}-{deployment.broker}"
+            say(f"worker benchmark: {key}")
+            results["worker"][key] = worker.compare(
+                deployment, arguments.worker_rounds, arguments.worker_messages, workdir, say
+            )
+            libraries = ["faststream", worker.CLIENT_LIBRARIES[deployment.broker]]
+            packages = serving.package_versions(deployment.venv, libraries)
+            packages.pop("python")  # the machine table names it
+            results["worker"][key] |= {
+                "framework": deployment.framework,
+                "broker": deployment.broker,
+                "packages": packages,
+                "load_average_after": list(os.getloadavg()),
+            }
 
     say("default bake")
     results["bake"] = {"runs_seconds": bake_time.bake_timings(arguments.bake_runs)}

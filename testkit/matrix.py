@@ -42,6 +42,9 @@ OTHER_VARIANTS = {
     ("framework", "django"): re.compile(r"FastAPI"),
     ("autoscaling", "hpa"): re.compile(r"scaledobject\.yaml|keda-hpa"),
     ("autoscaling", "keda"): re.compile(r"hpa\.yaml"),
+    ("worker", "none"): re.compile(r"RabbitMQ|Kafka|FastStream|[Oo]utbox|BROKER_URL"),
+    ("worker", "rabbitmq"): re.compile(r"Kafka|kafka"),
+    ("worker", "kafka"): re.compile(r"RabbitMQ|rabbitmq|AMQP|amqp"),
 }
 
 

@@ -322,3 +322,120 @@ def test_validator_refuses_a_broken_scaled_object_or_pod_monitor_in_one_line(
     result = run_validator(project, python=locked_python(project_venv, project))
     assert result.returncode == 1, result.stdout
     assert re.search(pattern, result.stderr), result.stderr
+
+
+# --- The event worker's autoscaler ------------------------------------------------------------
+
+WORKER_ANSWERS = [
+    {"worker": worker, "autoscaling": autoscaling}
+    for worker in choice_options()["worker"]
+    if worker != "none"
+    for autoscaling in choice_options()["autoscaling"]
+]
+
+
+def answers_id(answers: dict[str, str]) -> str:
+    return "-".join(answers.values())
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("answers", WORKER_ANSWERS, ids=answers_id)
+def test_the_worker_has_its_own_autoscaler_within_the_brokers_limits(
+    built: Callable, overlay: str, answers: dict[str, str]
+) -> None:
+    resources = built(overlay, **answers)
+    worker = derive(context_for(answers)).worker
+    kind = AUTOSCALER_KINDS[answers["autoscaling"]]
+    [autoscaler] = [
+        r
+        for r in resources
+        if r["kind"] == kind and r["spec"]["scaleTargetRef"]["name"] == worker.name
+    ]
+    assert autoscaler["metadata"]["name"] == worker.name
+    field = "minReplicas" if kind == "HorizontalPodAutoscaler" else "minReplicaCount"
+    maximum = autoscaler["spec"]["maxReplicas" if field == "minReplicas" else "maxReplicaCount"]
+    # At least one consumer always (two, so one can be drained), never beyond the partitions.
+    assert autoscaler["spec"][field] >= 2
+    config = only(resources, "ConfigMap")["data"]
+    if worker.broker == "kafka":
+        assert maximum <= int(config["KAFKA_TOPIC_PARTITIONS"])
+    if kind == "ScaledObject":
+        cpu = trigger(autoscaler, "cpu")
+        assert cpu["metricType"] == "Utilization"
+        assert autoscaler["spec"]["fallback"]["replicas"] == maximum
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_counts_the_rabbitmq_queue_through_the_management_api_from_the_secret(
+    built: Callable, overlay: str
+) -> None:
+    answers = {"worker": "rabbitmq", **KEDA}
+    resources = built(overlay, **answers)
+    worker = derive(context_for(answers)).worker
+    scaled_object = [
+        r for r in resources if r["kind"] == "ScaledObject" and r["metadata"]["name"] == worker.name
+    ]
+    rabbitmq = trigger(scaled_object[0], "rabbitmq")
+    # Only the management API counts unacknowledged messages.
+    assert rabbitmq["metadata"]["protocol"] == "http"
+    assert rabbitmq["metadata"]["mode"] == "QueueLength"
+    assert rabbitmq["metadata"]["queueName"] == worker.events
+    assert int(rabbitmq["metadata"]["value"]) > 0
+    authentication = only(resources, "TriggerAuthentication")
+    assert rabbitmq["authenticationRef"] == {"name": authentication["metadata"]["name"]}
+    [target] = authentication["spec"]["secretTargetRef"]
+    secret = only(resources, "Secret")
+    # kustomize's hashed name, rewritten in the TriggerAuthentication too.
+    assert (target["parameter"], target["name"]) == ("host", secret["metadata"]["name"])
+    assert target["key"] == "RABBITMQ_MANAGEMENT_URL"
+    assert target["key"] in secret["data"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_follows_the_kafka_groups_lag_with_the_workers_own_bootstrap_servers(
+    built: Callable, overlay: str
+) -> None:
+    answers = {"worker": "kafka", **KEDA}
+    resources = built(overlay, **answers)
+    worker = derive(context_for(answers)).worker
+    [scaled_object] = [
+        r for r in resources if r["kind"] == "ScaledObject" and r["metadata"]["name"] == worker.name
+    ]
+    kafka = trigger(scaled_object, "kafka")["metadata"]
+    assert kafka["bootstrapServersFromEnv"] == "BROKER_URL"
+    assert kafka["consumerGroup"] == worker.consumer_group
+    assert kafka["topic"] == worker.events
+    assert int(kafka["lagThreshold"]) > 0
+    # The env it names is the worker container's own, from the Secret.
+    deployment = [
+        r for r in resources if r["kind"] == "Deployment" and r["metadata"]["name"] == worker.name
+    ]
+    [container] = deployment[0]["spec"]["template"]["spec"]["containers"]
+    assert "BROKER_URL" in [variable["name"] for variable in container["env"]]
+    config = only(resources, "ConfigMap")["data"]
+    assert config["KAFKA_CONSUMER_GROUP"] == worker.consumer_group
+    assert config["EVENTS_TOPIC"] == worker.events
+    assert "TriggerAuthentication" not in [r["kind"] for r in resources]
+
+
+def test_validator_refuses_a_trigger_authentication_keda_would_reject(
+    baked: Callable[..., Path], project_venv: Callable[[Path], Path], tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(baked(worker="rabbitmq", **KEDA), project)
+    edits = [
+        (
+            "k8s/base/worker-scaledobject.yaml",
+            "    - parameter: host\n",
+            "    - parameter: host\n      optional: true\n",
+        )
+    ]
+    break_manifests(project, edits)
+    result = run_validator(project, python=locked_python(project_venv, project))
+    assert result.returncode == 1, result.stdout
+    assert re.search(
+        r"k8s/base/worker-scaledobject\.yaml: TriggerAuthentication/orders-service-worker-rabbitmq:"
+        r" schema of TriggerAuthentication \(cloudcoil-models-keda [\d.]+\):"
+        r" spec\.secretTargetRef\.0\.optional: unknown field",
+        result.stderr,
+    ), result.stderr

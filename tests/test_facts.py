@@ -4,11 +4,16 @@ import pytest
 
 from hooks.bakery.facts import conditions, derive
 from testkit.render import context_for
-from testkit.template import supported_combinations
+from testkit.template import choice_options, defaults, supported_combinations
 
 
 def pairs() -> list[dict[str, str]]:
-    unique = {(a["framework"], a["database"]): a for a in supported_combinations()}
+    """One combination per framework and database, with the other answers' defaults."""
+    unique = {
+        (a["framework"], a["database"]): a
+        for a in supported_combinations()
+        if a["worker"] == defaults()["worker"]
+    }
     return list(unique.values())
 
 
@@ -64,3 +69,33 @@ def test_condition_folders_can_name_every_answer_and_the_secrets_fact(
     assert {name: present[name] for name in answers} == answers
     assert present["secrets"] == ("yes" if derive(context).has_secrets else "no")
     assert not any(name.startswith("_") for name in present)
+
+
+BROKERS = [broker for broker in choice_options()["worker"] if broker != defaults()["worker"]]
+
+
+@pytest.mark.parametrize("broker", BROKERS)
+@pytest.mark.parametrize("autoscaling", choice_options()["autoscaling"])
+@pytest.mark.parametrize("framework", choice_options()["framework"])
+def test_a_worker_brings_its_command_and_the_broker_secrets(
+    framework: str, autoscaling: str, broker: str
+) -> None:
+    answers = defaults() | {"framework": framework, "worker": broker, "autoscaling": autoscaling}
+    facts = derive(context_for(answers))
+    without = derive(context_for(answers | {"worker": defaults()["worker"]}))
+
+    assert facts.worker is not None
+    assert without.worker is None
+    assert (
+        facts.worker.command
+        == {
+            "fastapi": ("python", "-m", "orders_service.worker"),
+            "django": ("python", "manage.py", "worker"),
+        }[framework]
+    )
+    # KEDA counts a RabbitMQ queue's unacknowledged messages through the management API only.
+    management = broker == "rabbitmq" and autoscaling == "keda"
+    added = ("BROKER_URL", "RABBITMQ_MANAGEMENT_URL") if management else ("BROKER_URL",)
+    assert facts.secret_names == (*without.secret_names, *added)
+    assert facts.worker.termination_grace_period > facts.worker.graceful_timeout
+    assert (facts.worker.consumer_group is not None) == (broker == "kafka")

@@ -1,7 +1,8 @@
-"""Install each framework and database's rendered project strictly from its lock and run its own
-tests: against the real PostgreSQL server; MongoDB's need MONGODB_URL, which this machine cannot
-offer, so they run what needs no server and say why they skip the rest."""
+"""Install each framework, database and worker's rendered project strictly from its lock and run
+its own tests: against the real PostgreSQL server and RabbitMQ; MongoDB's need MONGODB_URL, which
+this machine cannot offer, so they run what needs no server and say why they skip the rest."""
 
+import contextlib
 import os
 import re
 import secrets
@@ -11,22 +12,26 @@ from pathlib import Path
 
 import pytest
 
+from testkit.brokers import rabbitmq_url, running_tansu
 from testkit.template import supported_combinations
 
 pytestmark = pytest.mark.generated
 
 Installed = Callable[..., tuple[Path, Path]]
-DATABASE_PAIRS = list(
-    dict.fromkeys((c["framework"], c["database"]) for c in supported_combinations())
+# One project per dependency set: the other answers change no Python code that tests can reach.
+VARIANTS = list(
+    dict.fromkeys((c["framework"], c["database"], c["worker"]) for c in supported_combinations())
 )
 
 
 @pytest.fixture(scope="module")
 def installed(baked: Callable[..., Path], project_venv: Callable[[Path], Path]) -> Installed:
-    """`installed(framework, database)` -> (project, its lock's venv's python)."""
+    """`installed(framework, database, worker)` -> (project, its lock's venv's python)."""
 
-    def install(framework: str, database: str = "postgresql") -> tuple[Path, Path]:
-        project = baked(framework=framework, database=database)
+    def install(
+        framework: str, database: str = "postgresql", worker: str = "none"
+    ) -> tuple[Path, Path]:
+        project = baked(framework=framework, database=database, worker=worker)
         return project, project_venv(project) / "bin" / "python"
 
     return install
@@ -45,16 +50,28 @@ def run_suite(python: Path, project: Path, **env: str) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize(("framework", "database"), DATABASE_PAIRS)
+@pytest.mark.parametrize(("framework", "database", "worker"), VARIANTS)
 def test_project_suite_passes(
-    framework: str, database: str, installed: Installed, request: pytest.FixtureRequest
+    framework: str,
+    database: str,
+    worker: str,
+    installed: Installed,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
-    project, python = installed(framework, database)
+    project, python = installed(framework, database, worker)
     env = {}
     if database == "postgresql":
         env["TEST_DATABASE_URL"] = request.getfixturevalue("postgres_url")
 
-    result = run_suite(python, project, **env)
+    with contextlib.ExitStack() as stack:
+        # The worker's tests run against a real broker: RabbitMQ here, a Kafka-protocol one.
+        if worker == "rabbitmq":
+            env["BROKER_URL"] = rabbitmq_url()
+        elif worker == "kafka":
+            tansu = stack.enter_context(running_tansu(tmp_path / "tansu.log"))
+            env["BROKER_URL"] = tansu.bootstrap
+        result = run_suite(python, project, **env)
 
     output = result.stdout[-5000:] + result.stderr[-5000:]
     assert result.returncode == 0, output
@@ -92,10 +109,12 @@ def test_django_production_settings_pass_the_deployment_checklist(installed: Ins
     assert "System check identified no issues" in result.stdout
 
 
-@pytest.mark.parametrize(("framework", "database"), DATABASE_PAIRS)
-def test_project_type_checks_strictly(framework: str, database: str, installed: Installed) -> None:
+@pytest.mark.parametrize(("framework", "database", "worker"), VARIANTS)
+def test_project_type_checks_strictly(
+    framework: str, database: str, worker: str, installed: Installed
+) -> None:
     """mypy --strict on the package and gunicorn.conf.py, as `make lint` runs it."""
-    project, python = installed(framework, database)
+    project, python = installed(framework, database, worker)
 
     result = subprocess.run(
         [str(python), "-m", "mypy"],

@@ -71,3 +71,39 @@ def test_dev_overlay_gets_its_own_development_secrets_at_bake_time(
         assert f":{values['DATABASE_PASSWORD']}@" in values[url_variable]
     if framework == "django":
         assert values["SECRET_KEY"] != (first / ".env").read_text().split("SECRET_KEY=")[1].strip()
+
+
+# Each framework, broker and autoscaler (RABBITMQ_MANAGEMENT_URL comes with KEDA), once.
+WORKER_ANSWERS = [
+    dict(zip(("framework", "worker", "autoscaling"), choices, strict=True))
+    for choices in dict.fromkeys(
+        (c["framework"], c["worker"], c["autoscaling"])
+        for c in supported_combinations()
+        if c["worker"] != "none"
+    )
+]
+
+
+@pytest.mark.parametrize("choices", WORKER_ANSWERS, ids=lambda choices: "-".join(choices.values()))
+def test_dev_overlay_secrets_reach_the_overlays_own_broker(
+    choices: dict[str, str], tmp_path: Path
+) -> None:
+    answers = context_for({"database": "postgresql", **choices})
+    facts = derive(answers)
+    broker = facts.worker.dev_broker
+    write_local_env(tmp_path, answers)
+    values = dev_secrets(tmp_path)
+    # Exactly the Secret's variables and the passwords of the overlay's own servers.
+    passwords = {"DATABASE_PASSWORD"} | ({broker.password_key} if broker.password_key else set())
+    assert set(values) == set(facts.secret_names) | passwords
+    assert not [name for name, value in values.items() if "change-me" in value]
+    assert values["BROKER_URL"] == broker.url(values.get(broker.password_key or "", ""))
+    if broker.password_key:
+        assert f":{values[broker.password_key]}@" in values["BROKER_URL"]
+    if "RABBITMQ_MANAGEMENT_URL" in facts.secret_names:
+        assert values["RABBITMQ_MANAGEMENT_URL"] == broker.management_url(
+            values[broker.password_key]
+        )
+    # The .env of a checkout needs nothing for the worker: its defaults reach a local broker.
+    env_file = tmp_path / ".env"
+    assert not env_file.exists() or "BROKER_URL" not in env_file.read_text()

@@ -913,3 +913,214 @@ def test_checkov_finds_no_failed_check_in_any_combination(
     assert all(c["check_result"].get("suppress_comment") for c in skipped), "skip without reason"
     unlisted = {c["check_id"] for c in skipped} - set(readme_checkov_skips().split("`"))
     assert unlisted == set(), "skipped checks missing from the README's checkov section"
+
+
+# --- The event worker (worker=rabbitmq, kafka) -----------------------------------------------
+
+
+def worker_combinations() -> list[dict[str, str]]:
+    """Each framework with each broker, on a database the worker is supported with."""
+    unique = dict.fromkeys(
+        (c["framework"], c["database"], c["worker"])
+        for c in supported_combinations()
+        if c["worker"] != "none"
+    )
+    return [
+        {"framework": framework, "database": database, "worker": worker}
+        for framework, database, worker in unique
+    ]
+
+
+def worker_id(answers: dict[str, str]) -> str:
+    return "-".join(
+        answers[name] for name in ("framework", "worker", "autoscaling") if name in answers
+    )
+
+
+def named(resources: list[dict], kind: str, name: str) -> dict:
+    [resource] = [r for r in resources if r["kind"] == kind and r["metadata"]["name"] == name]
+    return resource
+
+
+def http_get(container: dict, probe: str) -> tuple[str, object]:
+    action = container[probe]["httpGet"]
+    return action["path"], action["port"]
+
+
+def test_every_broker_answer_brings_a_worker_and_none_brings_none() -> None:
+    brokers = [b for b in choice_options()["worker"] if b != "none"]
+    assert brokers, "cookiecutter.json offers no broker: update this test"
+    assert {c["worker"] for c in worker_combinations()} == set(brokers)
+    assert derive(context_for({"worker": "none"})).worker is None
+
+
+@pytest.mark.parametrize("answers", worker_combinations(), ids=worker_id)
+def test_the_worker_is_a_second_deployment_of_the_image_with_its_own_command_and_probes(
+    built: Callable, answers: dict[str, str]
+) -> None:
+    resources = built("prod", **answers)
+    facts = derive(context_for(answers))
+    worker = facts.worker
+    web = named(resources, "Deployment", "orders-service")["spec"]["template"]["spec"]
+    pod = named(resources, "Deployment", worker.name)["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    [app] = web["containers"]
+    assert container["image"] == app["image"]
+    assert container["command"] == list(worker.command)
+    assert container["ports"] == [{"name": "http", "containerPort": worker.port, "protocol": "TCP"}]
+    config = only(resources, "ConfigMap")["data"]
+    assert config["CONSUMER_PORT"] == str(worker.port)
+    # Liveness never depends on the broker or the database; readiness does.
+    assert http_get(container, "livenessProbe") == ("/health", "http")
+    assert http_get(container, "startupProbe") == ("/health", "http")
+    assert http_get(container, "readinessProbe") == ("/ready", "http")
+    # PSS restricted, exactly as the web pods run.
+    assert pod["securityContext"] == web["securityContext"]
+    assert container["securityContext"] == app["securityContext"]
+    assert pod["automountServiceAccountToken"] is False
+    assert container["resources"] != app["resources"], "its own resources"
+    # The grace period covers the in-flight messages' timeout.
+    graceful = int(config["CONSUMER_GRACEFUL_TIMEOUT"])
+    assert graceful == worker.graceful_timeout
+    assert pod["terminationGracePeriodSeconds"] == worker.termination_grace_period > graceful
+    assert "lifecycle" not in container, "no Service: no endpoints to drain"
+    # The database and broker URLs from the Secret; KEDA's management URL is not the worker's.
+    secret = only(resources, "Secret")["metadata"]["name"]
+    from_secret = {
+        v["name"]
+        for v in container["env"]
+        if v.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == secret
+    }
+    assert {"DATABASE_URL", "BROKER_URL"} <= from_secret
+    assert "RABBITMQ_MANAGEMENT_URL" not in from_secret
+    # No Service selects it; its disruption budget does.
+    labels = pod_template_labels(named(resources, "Deployment", worker.name))
+    assert not [
+        s
+        for s in resources
+        if s["kind"] == "Service" and s["spec"]["selector"].items() <= labels.items()
+    ]
+    budget = named(resources, "PodDisruptionBudget", worker.name)["spec"]
+    assert budget["selector"]["matchLabels"].items() <= labels.items()
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+@pytest.mark.parametrize("answers", worker_combinations(), ids=worker_id)
+def test_the_worker_admits_nothing_in_and_reaches_only_dns_the_database_and_the_broker(
+    built: Callable, answers: dict[str, str]
+) -> None:
+    facts = derive(context_for(answers))
+    policy = named(built("prod", **answers), "NetworkPolicy", facts.worker.name)["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    assert policy["ingress"] == []
+    ports = {port["port"] for rule in policy["egress"] for port in rule["ports"]}
+    assert ports == {53, facts.database_port, facts.worker.broker_port}
+
+
+@pytest.mark.parametrize("answers", worker_combinations(), ids=worker_id)
+def test_dev_overlay_brings_a_broker_that_only_the_worker_reaches(
+    built: Callable, answers: dict[str, str]
+) -> None:
+    resources = built("dev", **answers)
+    facts = derive(context_for(answers))
+    broker = facts.worker.dev_broker
+    workloads = [r for r in resources if r["kind"] == "Deployment"]
+    server = named(resources, "Deployment", broker.name)
+    pod = server["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == broker.image
+    # Pod Security "restricted", as the image's own numeric user.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == broker.user_id
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # The worker's BROKER_URL names this broker's Service and port.
+    values = decoded(only(resources, "Secret"))
+    url = values["BROKER_URL"]
+    host, port = (urlsplit(url).hostname, urlsplit(url).port) if "://" in url else url.split(":")
+    service = named(resources, "Service", host.split(".")[0])
+    assert service["spec"]["selector"].items() <= pod_template_labels(server).items()
+    assert int(port) in [p["port"] for p in service["spec"]["ports"]]
+    if broker.password_key:
+        assert urlsplit(url).password == values[broker.password_key]
+    # In: the worker's pods only (and KEDA's operator, which reads the queue or the lag).
+    policy = named(resources, "NetworkPolicy", broker.name)["spec"]
+    peers = [peer for rule in policy["ingress"] for peer in rule["from"]]
+    pods = [selected_by(p["podSelector"], workloads) for p in peers if "podSelector" in p]
+    assert pods == [[facts.worker.name]]
+    namespaces = [p["namespaceSelector"]["matchLabels"] for p in peers if "namespaceSelector" in p]
+    keda = [{"kubernetes.io/metadata.name": "keda"}]
+    assert namespaces == (keda if answers.get("autoscaling") == "keda" else [])
+    assert policy.get("egress", []) == []
+    # Out, the worker reaches the overlay's own database and broker only; the database admits it.
+    egress = named(resources, "NetworkPolicy", facts.worker.name)["spec"]["egress"]
+    reached = {
+        port["port"]: [selected_by(peer["podSelector"], workloads) for peer in rule["to"]]
+        for rule in egress
+        for port in rule["ports"]
+        if "to" in rule
+    }
+    assert reached == {
+        facts.database_port: [[facts.dev_database.name]],
+        facts.worker.broker_port: [[broker.name]],
+    }
+    database = named(resources, "NetworkPolicy", facts.dev_database.name)["spec"]
+    [rule] = database["ingress"]
+    admitted = [selected_by(peer["podSelector"], workloads) for peer in rule["from"]]
+    assert sorted(admitted) == [["orders-service"], [facts.worker.name]]
+
+
+# The worker's checks, each fed the mistake it exists for: (id, answers, edits, message).
+BROKEN_WORKER_MANIFESTS = [
+    (
+        "worker-termination-budget",
+        {"worker": "rabbitmq"},
+        [("k8s/base/config.env", "CONSUMER_GRACEFUL_TIMEOUT=20", "CONSUMER_GRACEFUL_TIMEOUT=30")],
+        "k8s/base/worker-deployment.yaml: Deployment/orders-service-worker: container worker:"
+        " termination budget does not hold: preStop sleep 0 s + CONSUMER_GRACEFUL_TIMEOUT 30 s +"
+        " a margin of at least 1 s exceeds terminationGracePeriodSeconds 30 s",
+    ),
+    (
+        "worker-consumer-port",
+        {"worker": "rabbitmq"},
+        [("k8s/base/config.env", "CONSUMER_PORT=8001", "CONSUMER_PORT=8002")],
+        "Deployment/orders-service-worker: container worker: CONSUMER_PORT 8002 is not one of its"
+        " containerPorts",
+    ),
+    (
+        "worker-beyond-partitions",
+        {"worker": "kafka"},
+        [("k8s/base/config.env", "KAFKA_TOPIC_PARTITIONS=6", "KAFKA_TOPIC_PARTITIONS=4")],
+        "k8s/base/worker-hpa.yaml: HorizontalPodAutoscaler/orders-service-worker: maxReplicas 6"
+        " exceeds KAFKA_TOPIC_PARTITIONS 4 of Deployment/orders-service-worker",
+    ),
+    (
+        "worker-pdb-selector",
+        {"worker": "kafka"},
+        [
+            (
+                "k8s/base/worker-pdb.yaml",
+                "      app.kubernetes.io/component: worker",
+                "      app.kubernetes.io/component: consumer",
+            )
+        ],
+        "PodDisruptionBudget/orders-service-worker: selector {app.kubernetes.io/component=consumer,"
+        " app.kubernetes.io/name=orders-service} matches no pod template",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("answers", "edits", "message"),
+    [pytest.param(a, e, m, id=name) for name, a, e, m in BROKEN_WORKER_MANIFESTS],
+)
+def test_validator_rejects_a_broken_worker_manifest_naming_file_resource_and_problem(
+    baked: Callable[..., Path], tmp_path: Path, answers: dict, edits: list, message: str
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(baked(**answers), project)
+    break_manifests(project, edits)
+    result = run_validator(project)
+    assert result.returncode == 1, result.stdout
+    assert message in result.stderr, result.stderr

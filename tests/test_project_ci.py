@@ -24,6 +24,7 @@ import pytest
 import yaml
 from packaging.markers import default_environment
 
+from hooks.bakery.facts import derive
 from testkit.locks import read_lock
 from testkit.render import actionlint, context_for, render
 from testkit.template import choice_options, defaults, supported_combinations
@@ -398,6 +399,95 @@ def test_smoke_job_runs_the_local_cluster_loop_of_the_readme(answers: dict[str, 
 DATABASE_HEALTH_COMMANDS = {"postgresql": "pg_isready", "mongodb": "mongosh"}
 
 
+# --- The event worker: its broker in CI and compose -------------------------------------------
+
+
+def worker_combinations() -> list[dict[str, str]]:
+    """One combination per framework and broker (with the database the worker needs)."""
+    triples = dict.fromkeys(
+        (c["framework"], c["database"], c["worker"])
+        for c in supported_combinations()
+        if c["worker"] != "none"
+    )
+    return [
+        {**defaults(), "framework": framework, "database": database, "worker": worker}
+        for framework, database, worker in triples
+    ]
+
+
+def combination_id(answers: dict[str, str]) -> str:
+    worker = answers.get("worker", "none")
+    return pair_id(answers) + ("" if worker == "none" else f"-{worker}")
+
+
+# The image each broker's test service runs, and the port the tests reach it on.
+BROKER_PORTS = {"rabbitmq": 5672, "kafka": 9092}
+
+
+@pytest.mark.parametrize("answers", worker_combinations(), ids=combination_id)
+def test_ci_tests_run_next_to_the_chosen_broker_itself(answers: dict[str, str]) -> None:
+    worker = derive(context_for(answers)).worker
+    workflow = yaml.safe_load(render(WORKFLOW, {**answers, "ci": "github"}))["jobs"]["test"]
+    pipeline = yaml.safe_load(render(GITLAB_CI, {**answers, "ci": "gitlab"}))["test"]
+    # The broker itself (for Kafka, Apache Kafka: the image the dev overlay runs), next to
+    # PostgreSQL, and BROKER_URL pointing the tests at it.
+    images = [service["image"] for service in workflow["services"].values()]
+    assert worker.dev_broker.image in images
+    assert worker.dev_broker.image in [service["name"] for service in pipeline["services"]]
+    port = BROKER_PORTS[worker.broker]
+    assert f"{port}:{port}" in [
+        p for service in workflow["services"].values() for p in service.get("ports", [])
+    ]
+    assert str(port) in workflow["env"]["BROKER_URL"]
+    assert str(port) in pipeline["variables"]["BROKER_URL"]
+    assert "TEST_DATABASE_URL" in workflow["env"]
+
+
+@pytest.mark.parametrize("answers", worker_combinations(), ids=combination_id)
+def test_smoke_job_also_asks_the_worker_whether_it_reached_its_broker(
+    answers: dict[str, str],
+) -> None:
+    smoke = yaml.safe_load(render(WORKFLOW, {**answers, "ci": "github"}))["jobs"]["smoke"]
+    commands = "\n".join(step.get("run", "") for step in smoke["steps"])
+    after_deploy = commands[commands.index("make deploy") :]
+    worker = derive(context_for(answers)).worker
+    assert f'"deployment/${{APP}}-worker" 8081:{worker.port}' in after_deploy
+    assert "http://127.0.0.1:8081/ready" in after_deploy
+
+
+@pytest.mark.parametrize("answers", worker_combinations(), ids=combination_id)
+def test_compose_runs_the_worker_once_migrated_and_its_broker_is_healthy(
+    answers: dict[str, str], tmp_path: Path
+) -> None:
+    text = render("compose.yaml", answers)
+    (tmp_path / "compose.yaml").write_text(text, encoding="utf-8")
+    result = check_jsonschema("vendor.compose-spec", tmp_path / "compose.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    facts = derive(context_for(answers))
+    broker = facts.worker.dev_broker
+    services = yaml.safe_load(text)["services"]
+    assert set(services) == {"db", "migrate", "app", "worker", broker.name}
+    assert services[broker.name]["image"] == broker.image
+    assert "healthcheck" in services[broker.name]
+    worker = services["worker"]
+    assert worker["command"] == list(facts.worker.command)
+    assert worker["depends_on"] == {
+        "migrate": {"condition": "service_completed_successfully"},
+        broker.name: {"condition": "service_healthy"},
+    }
+    # The same image and environment as the app, plus the broker's address.
+    assert (worker["build"], worker["image"]) == (
+        services["app"]["build"],
+        services["app"]["image"],
+    )
+    assert worker["read_only"] is True
+    assert worker["environment"].items() > services["app"]["environment"].items()
+    assert broker.name in worker["environment"]["BROKER_URL"]
+    assert f"{facts.worker.port}/ready" in " ".join(worker["healthcheck"]["test"])
+    dev = yaml.safe_load(render("compose.dev.yaml", answers))["services"]
+    assert dev["worker"]["volumes"] == dev["app"]["volumes"]
+
+
 @pytest.mark.parametrize("answers", database_combinations(), ids=pair_id)
 def test_compose_runs_migrations_before_the_app_once_the_database_is_healthy(
     answers: dict[str, str], tmp_path: Path
@@ -725,11 +815,13 @@ def readme_settings(project: Path) -> dict[str, str]:
     return dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]+?) \|", section, re.M))
 
 
-@pytest.mark.parametrize("answers", database_combinations(), ids=pair_id)
+@pytest.mark.parametrize(
+    "answers", database_combinations() + worker_combinations(), ids=combination_id
+)
 def test_every_setting_is_documented_in_env_example_and_the_readme(
     baked: Callable[..., Path], answers: dict[str, str]
 ) -> None:
-    project = baked(framework=answers["framework"], database=answers["database"])
+    project = baked(**{name: answers[name] for name in ("framework", "database", "worker")})
     read_by_code = project_variables(project, tests=False)
     read_by_tests = project_variables(project, tests=True)
     documented = readme_settings(project)

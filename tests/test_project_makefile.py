@@ -28,6 +28,8 @@ from uuid import uuid4
 
 import pytest
 
+from hooks.bakery.facts import derive
+from testkit.render import context_for
 from testkit.services import psql
 from testkit.template import choice_options, make, supported_combinations
 
@@ -45,6 +47,7 @@ EXERCISED = {
     "migrate": "test_newcomer_follows_the_readme_literally",
     "migration": "test_make_migration_writes_a_lint_clean_migration_that_applies",
     "run": "test_newcomer_follows_the_readme_literally",
+    "worker": "test_make_worker_runs_the_workers_command_from_the_virtualenv",
     "image": "test_image_says_it_needs_a_docker_engine",
     "deploy": "test_deploy_says_it_needs_a_cluster",
     "kind-load": "test_kind_load_says_it_needs_kind_and_the_image",
@@ -53,11 +56,41 @@ EXERCISED = {
 }
 
 
-def test_every_listed_target_is_exercised(project: Path) -> None:
-    result = make(project)
-    assert result.returncode == 0, result.stderr
-    listed = re.findall(r"^  ([a-z-]+) ", result.stdout, re.M)
+def test_every_listed_target_is_exercised(project: Path, baked: Callable[..., Path]) -> None:
+    listed: set[str] = set()
+    # The default project, and one with the event worker (its `worker` target).
+    for directory in (project, baked(worker=WORKERS[0])):
+        result = make(directory)
+        assert result.returncode == 0, result.stderr
+        listed |= set(re.findall(r"^  ([a-z-]+) ", result.stdout, re.M))
     assert sorted(listed) == sorted(EXERCISED)
+
+
+WORKERS = [worker for worker in choice_options()["worker"] if worker != "none"]
+
+
+@pytest.mark.parametrize("framework", choice_options()["framework"])
+@pytest.mark.parametrize("worker", WORKERS)
+def test_make_worker_runs_the_workers_command_from_the_virtualenv(
+    baked: Callable[..., Path], tmp_path: Path, framework: str, worker: str
+) -> None:
+    answers = {"framework": framework, "database": "postgresql", "worker": worker}
+    project = tmp_path / "project"
+    shutil.copytree(baked(**answers), project)
+    missing = make(project, "worker")
+    assert missing.returncode != 0
+    assert "run make install first" in missing.stderr
+    (project / ".venv" / "bin").mkdir(parents=True)
+    (project / ".venv" / "bin" / "python").touch()
+    command = " ".join(derive(context_for(answers)).worker.command)
+    dry_run = make(project, "--dry-run", "worker")
+    assert dry_run.returncode == 0, dry_run.stderr
+    [line] = dry_run.stdout.splitlines()
+    # Django's manage.py commands run in development here, as `make run` does.
+    prefix = "ENVIRONMENT=development " if framework == "django" else ""
+    assert line == f"{prefix}.venv/bin/{command}"
+    listed = make(project).stdout
+    assert re.search(r"^  worker +Event worker on BROKER_URL", listed, re.M), listed
 
 
 def test_targets_that_need_the_virtualenv_say_so_before_install(project: Path) -> None:

@@ -13,9 +13,11 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 from markdown_it import MarkdownIt
 
-from testkit.template import TEMPLATE_ROOT
+from testkit.render import render
+from testkit.template import TEMPLATE_ROOT, choice_options, defaults
 
 README = TEMPLATE_ROOT / "README.md"
 # What a fresh machine passes on to a command besides its Python: where home is, and how it
@@ -126,3 +128,38 @@ def test_the_readmes_render_command_works_on_a_fresh_copy_with_only_python(
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["name"] == "orders-service"
     assert (project / "orders_service" / "main.py").is_file()
+
+
+# --- The generated project's README: its event worker section ---------------------------------
+
+BROKER_NAMES = {"rabbitmq": "RabbitMQ", "kafka": "Kafka"}
+
+
+def generated_readme(**choices: str) -> str:
+    return render("README.md", {**defaults(), "database": "postgresql", **choices})
+
+
+def test_every_broker_answer_has_a_name_the_readme_uses() -> None:
+    assert set(choice_options()["worker"]) == {"none", *BROKER_NAMES}
+
+
+@pytest.mark.parametrize("worker", sorted(BROKER_NAMES))
+def test_the_generated_readme_explains_the_worker_of_its_broker_only(worker: str) -> None:
+    readme = generated_readme(worker=worker, ci="github")
+    section = readme.split("\n## Event worker\n", 1)[1].split("\n## ", 1)[0]
+    for topic in (
+        "outbox",
+        "SKIP LOCKED",
+        "at least once",
+        "dead-letter",
+        "SIGTERM",
+        "make worker",
+    ):
+        assert topic in section, topic
+    assert "CONSUMER_GRACEFUL_TIMEOUT" in section
+    other = next(name for key, name in BROKER_NAMES.items() if key != worker)
+    assert other not in readme, f"speaks of {other}"
+    if worker == "kafka":
+        # CI's broker is Apache Kafka itself, whatever a developer runs locally.
+        assert "Apache Kafka itself" in section
+    assert "## Event worker" not in generated_readme(worker="none")

@@ -42,6 +42,10 @@ WINDOWS_RULE = "is a device name Windows reserves (CON, PRN, AUX, NUL, COM0-9, L
 SUPPORTED_WITH: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     # The Django example is built on the Django ORM, which has no MongoDB backend.
     ("framework", "django"): {"database": ("postgresql", "none")},
+    # The worker's effect, its processed-message key and the API's outbox row are written in
+    # PostgreSQL transactions; the template's MongoDB is a single server, without transactions.
+    ("worker", "rabbitmq"): {"database": ("postgresql",)},
+    ("worker", "kafka"): {"database": ("postgresql",)},
 }
 
 # The native preStop `sleep` action is on by default from 1.30; kubernetes-validate bundles

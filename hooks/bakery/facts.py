@@ -19,6 +19,9 @@ DATABASE_URL_VARIABLES = {"postgresql": "DATABASE_URL", "mongodb": "MONGODB_URL"
 # FastAPI's database pool (DATABASE_POOL_SIZE, MONGODB_MAX_POOL_SIZE), which the in-memory store
 # matches. A pod runs one worker at the Deployment's 1-CPU limit.
 REQUESTS_PER_WORKER = {"django": 4, "fastapi": 10}
+BROKER_PORTS = {"rabbitmq": 5672, "kafka": 9092}
+MANAGEMENT_URL_VARIABLE = "RABBITMQ_MANAGEMENT_URL"
+BROKER_SECRET_NAMES = ("BROKER_URL", MANAGEMENT_URL_VARIABLE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,104 @@ def dev_database(database: str, package_name: str) -> DevDatabase | None:
 
 
 @dataclass(frozen=True)
+class DevBroker:
+    """The throw-away broker the dev overlay runs next to the worker."""
+
+    # Its Deployment, Service, NetworkPolicy and `app.kubernetes.io/name` label.
+    name: str
+    image: str
+    port: int
+    # The image's own numeric user.
+    user_id: int
+    # What BROKER_URL holds to reach it, in the same namespace.
+    url_template: str
+    # The key of the overlay's secrets.env that holds its password; None when it has none.
+    password_key: str | None = None
+    # What RABBITMQ_MANAGEMENT_URL holds (KEDA's queue-length trigger); None without the API.
+    management_url_template: str | None = None
+
+    def url(self, password: str) -> str:
+        return self.url_template.format(password=password)
+
+    def management_url(self, password: str) -> str | None:
+        if self.management_url_template is None:
+            return None
+        return self.management_url_template.format(password=password)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """The second Deployment of the image: the consumer of the service's item events."""
+
+    broker: str
+    # Its Deployment, PDB, NetworkPolicy and autoscaler.
+    name: str
+    command: tuple[str, ...]
+    # CONSUMER_PORT: its /health and /ready.
+    port: int
+    broker_port: int
+    # CONSUMER_GRACEFUL_TIMEOUT: seconds in-flight messages get after SIGTERM; the pod's
+    # terminationGracePeriodSeconds is above it.
+    graceful_timeout: int
+    termination_grace_period: int
+    # The RabbitMQ queue or Kafka topic of the item events, and where failed ones end.
+    events: str
+    dead_letter: str
+    # The Kafka consumer group; None for RabbitMQ.
+    consumer_group: str | None
+    dev_broker: DevBroker
+
+
+def worker_facts(answers: Mapping[str, object]) -> Worker | None:
+    broker = str(answers.get("worker", "none"))
+    if broker not in BROKER_PORTS:
+        return None
+    slug, package = str(answers.get("project_slug", "")), str(answers.get("package_name", ""))
+    command = (
+        ("python", "manage.py", "worker")
+        if answers["framework"] == "django"
+        else ("python", "-m", f"{package}.worker")
+    )
+    port = BROKER_PORTS[broker]
+    # KEDA's operator resolves the broker's address from its own namespace: the full name.
+    dev_service_domain = f"{overlay_namespaces(slug)['dev']}.svc"
+    if broker == "rabbitmq":
+        dev_broker = DevBroker(
+            name="rabbitmq",
+            image="rabbitmq:4-management",
+            port=port,
+            user_id=999,
+            url_template=f"amqp://{package}:{{password}}@rabbitmq:{port}/",
+            password_key="BROKER_PASSWORD",  # noqa: S106 - a variable name
+            # The default virtual host, "/", URL-encoded as KEDA's trigger expects it.
+            management_url_template=(
+                f"http://{package}:{{password}}@rabbitmq.{dev_service_domain}:15672/%2F"
+            ),
+        )
+    else:
+        dev_broker = DevBroker(
+            name="kafka",
+            image="apache/kafka:4.1.0",
+            port=port,
+            user_id=1000,
+            url_template=f"kafka.{dev_service_domain}:{port}",
+        )
+    return Worker(
+        broker=broker,
+        name=f"{slug}-worker",
+        command=command,
+        port=8001,
+        broker_port=port,
+        graceful_timeout=20,
+        termination_grace_period=30,
+        events="item-events",
+        dead_letter="item-events.dead-letter",
+        consumer_group=f"{slug}-worker" if broker == "kafka" else None,
+        dev_broker=dev_broker,
+    )
+
+
+@dataclass(frozen=True)
 class Facts:
     # Variables the Kubernetes Secret holds.
     secret_names: tuple[str, ...]
@@ -81,10 +182,22 @@ class Facts:
     requests_per_pod: int | None
     # The database server the dev overlay brings; None without a database.
     dev_database: DevDatabase | None = None
+    # The event consumer's Deployment; None with worker=none.
+    worker: Worker | None = None
 
     @property
     def has_secrets(self) -> bool:
         return bool(self.secret_names)
+
+    @property
+    def web_secret_names(self) -> tuple[str, ...]:
+        """What the web pods read from the Secret: the API never talks to the broker."""
+        return tuple(name for name in self.secret_names if name not in BROKER_SECRET_NAMES)
+
+    @property
+    def worker_secret_names(self) -> tuple[str, ...]:
+        """What the worker pods read from the Secret: the management URL is KEDA's alone."""
+        return tuple(name for name in self.secret_names if name != MANAGEMENT_URL_VARIABLE)
 
     @property
     def has_database(self) -> bool:
@@ -100,6 +213,12 @@ def derive(answers: Mapping[str, object]) -> Facts:
     secret_names = [DATABASE_URL_VARIABLES[database]] if database in DATABASE_URL_VARIABLES else []
     if framework == "django":
         secret_names.append("SECRET_KEY")
+    worker = worker_facts(answers)
+    if worker is not None:
+        secret_names.append("BROKER_URL")
+        if worker.broker == "rabbitmq" and answers.get("autoscaling") == "keda":
+            # KEDA counts unacknowledged messages through the management API only.
+            secret_names.append(MANAGEMENT_URL_VARIABLE)
     migrate_command: tuple[str, ...] = ()
     if database in DATABASE_PORTS:
         migrate_command = (
@@ -114,6 +233,7 @@ def derive(answers: Mapping[str, object]) -> Facts:
         namespaces=overlay_namespaces(str(answers.get("project_slug", ""))),
         requests_per_pod=REQUESTS_PER_WORKER.get(str(framework)),
         dev_database=dev_database(database, str(answers.get("package_name", ""))),
+        worker=worker,
     )
 
 

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from .facts import derive
+from .facts import DATABASE_URL_VARIABLES, derive
 
 DEV_SECRETS = Path("k8s", "overlays", "dev", "secrets.env")
 DEV_SECRETS_HEADER = (
@@ -38,15 +38,24 @@ def local_secrets(answers: Mapping[str, object]) -> dict[str, str]:
 
 
 def dev_overlay_secrets(answers: Mapping[str, object]) -> dict[str, str]:
-    """What the dev overlay's Secret holds: the app's secrets and its database's password."""
+    """What the dev overlay's Secret holds: the app's secrets and the passwords of its database
+    and broker."""
     facts = derive(answers)
     values = {}
     if database := facts.dev_database:
         # URL-safe, so it goes into the URL as it is.
         password = secrets.token_urlsafe(24)
-        [url_name] = [name for name in facts.secret_names if name.endswith("_URL")]
-        values[url_name] = database.url(password)
+        values[DATABASE_URL_VARIABLES[str(answers["database"])]] = database.url(password)
         values[database.password_key] = password
+    if facts.worker is not None:
+        broker = facts.worker.dev_broker
+        password = secrets.token_urlsafe(24)
+        values["BROKER_URL"] = broker.url(password)
+        if broker.password_key is not None:
+            values[broker.password_key] = password
+        management_url = broker.management_url(password)
+        if management_url is not None and "RABBITMQ_MANAGEMENT_URL" in facts.secret_names:
+            values["RABBITMQ_MANAGEMENT_URL"] = management_url
     if "SECRET_KEY" in facts.secret_names:
         # Not the .env one: a key is never shared between two environments.
         values["SECRET_KEY"] = secret_key()

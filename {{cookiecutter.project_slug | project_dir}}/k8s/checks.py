@@ -17,12 +17,22 @@ from typing import NamedTuple
 
 # Seconds gunicorn's master needs after its workers' graceful timeout to exit on its own.
 MIN_TERMINATION_MARGIN = 1
+{%- if cookiecutter.worker != "none" %}
+# The event worker's pods (`app.kubernetes.io/component`), and the setting that bounds their
+# shutdown, with its default: the messages in flight. Other pods run gunicorn (GRACEFUL_TIMEOUT).
+WORKER = "worker"
+WORKER_GRACEFUL_TIMEOUT = ("CONSUMER_GRACEFUL_TIMEOUT", 20)
+{%- endif %}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 PDB = "PodDisruptionBudget"
 HPA = "HorizontalPodAutoscaler"
 SCALED_OBJECT = "ScaledObject"
 # Each autoscaler kind's minimum field, and its default when unset (KEDA's scales to zero).
 AUTOSCALER_MINIMUM = {HPA: ("minReplicas", 1), SCALED_OBJECT: ("minReplicaCount", 0)}
+{%- if cookiecutter.worker == "kafka" %}
+# And its maximum field (an HPA's is required; KEDA's default is 100).
+AUTOSCALER_MAXIMUM = {HPA: ("maxReplicas", 1), SCALED_OBJECT: ("maxReplicaCount", 100)}
+{%- endif %}
 # The namespace a PromQL selector names, as in `metric{namespace="shop"}`.
 QUERY_NAMESPACE = re.compile(r'\bnamespace="([^"]*)"')
 PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
@@ -51,6 +61,15 @@ def pod_spec(resource: dict) -> dict | None:
 
 def pod_labels(resource: dict) -> dict:
     return resource["spec"].get("template", {}).get("metadata", {}).get("labels", {})
+
+
+{%- if cookiecutter.worker != "none" %}
+
+
+def component(workload: dict) -> str | None:
+    """What the pods are: `web`, `worker`, `database`... (`app.kubernetes.io/component`)."""
+    return pod_labels(workload).get("app.kubernetes.io/component")
+{%- endif %}
 
 
 def containers(resource: dict, init: bool = True) -> list[dict]:
@@ -207,6 +226,28 @@ def check_autoscaling(manifests: Manifests) -> CheckResult:
             )
     for scaled_object in manifests.of_kind(SCALED_OBJECT):
         yield from scaled_object_problems(scaled_object)
+{%- if cookiecutter.worker == "kafka" %}
+    yield from partition_problems(manifests)
+
+
+def partition_problems(manifests: Manifests) -> CheckResult:
+    """A Kafka consumer beyond the topic's partitions gets none and idles: an autoscaler of an
+    event worker that creates its topic (KAFKA_TOPIC_PARTITIONS) stays at or below that count."""
+    for autoscaler in manifests.autoscalers:
+        workload = manifests.target_of(autoscaler)
+        if workload is None or component(workload) != WORKER:
+            continue
+        field_name, default = AUTOSCALER_MAXIMUM[autoscaler["kind"]]
+        maximum = autoscaler.get("spec", {}).get(field_name, default)
+        for container in containers(workload, init=False):
+            value = environment_value(manifests, workload, container, "KAFKA_TOPIC_PARTITIONS")
+            if value is not None and value.isdigit() and maximum > int(value):
+                yield Finding(
+                    autoscaler,
+                    f"{field_name} {maximum} exceeds KAFKA_TOPIC_PARTITIONS {value} of"
+                    f" {ref(workload)}: consumers beyond the partitions get none and idle",
+                )
+{%- endif %}
 
 
 def scaled_object_problems(scaled_object: dict) -> CheckResult:
@@ -329,6 +370,25 @@ def check_ports(manifests: Manifests) -> CheckResult:
     for ingress in manifests.of_kind("Ingress"):
         yield from ingress_backend_problems(manifests, ingress)
     yield from scrape_port_problems(manifests)
+{%- if cookiecutter.worker != "none" %}
+    yield from consumer_port_problems(manifests)
+
+
+def consumer_port_problems(manifests: Manifests) -> CheckResult:
+    """The event worker serves its probes on CONSUMER_PORT: it must be a port of its container."""
+    for workload in manifests.workloads:
+        if component(workload) != WORKER:
+            continue
+        for container in containers(workload, init=False):
+            value = environment_value(manifests, workload, container, "CONSUMER_PORT")
+            numbers = {p["containerPort"] for p in container.get("ports", [])}
+            if value is not None and (not value.isdigit() or int(value) not in numbers):
+                yield Finding(
+                    workload,
+                    f"container {container['name']}: CONSUMER_PORT {value} is not one of its"
+                    " containerPorts: its probes would find nothing",
+                )
+{%- endif %}
 
 
 def scrape_port_problems(manifests: Manifests) -> CheckResult:
@@ -457,21 +517,29 @@ def gunicorn_default_graceful_timeout(project: Path) -> int:
     return 30
 
 
+def shutdown_setting(manifests: Manifests, workload: dict) -> tuple[str, int]:
+    """The variable that bounds the pods' graceful shutdown, and its default."""
+{%- if cookiecutter.worker != "none" %}
+    if component(workload) == WORKER:
+        return WORKER_GRACEFUL_TIMEOUT
+{%- endif %}
+    return "GRACEFUL_TIMEOUT", gunicorn_default_graceful_timeout(manifests.project)
+
+
 def check_termination_budget(manifests: Manifests) -> CheckResult:
     for workload in manifests.workloads:
         grace = pod_spec(workload).get("terminationGracePeriodSeconds", 30)
+        name, default = shutdown_setting(manifests, workload)
         for container in containers(workload, init=False):
             pre_stop = container.get("lifecycle", {}).get("preStop", {})
             sleep = pre_stop.get("sleep", {}).get("seconds", 0)
-            value = environment_value(manifests, workload, container, "GRACEFUL_TIMEOUT")
-            graceful = (
-                int(float(value)) if value else gunicorn_default_graceful_timeout(manifests.project)
-            )
+            value = environment_value(manifests, workload, container, name)
+            graceful = int(float(value)) if value else default
             if sleep + graceful + MIN_TERMINATION_MARGIN > grace:
                 yield Finding(
                     workload,
                     f"container {container['name']}: termination budget does not hold: preStop"
-                    f" sleep {sleep} s + GRACEFUL_TIMEOUT {graceful} s + a margin of at least"
+                    f" sleep {sleep} s + {name} {graceful} s + a margin of at least"
                     f" {MIN_TERMINATION_MARGIN} s exceeds terminationGracePeriodSeconds {grace} s",
                 )
 

@@ -1,5 +1,5 @@
-"""Strict schemas for the custom resources in k8s/: KEDA's ScaledObject, the Prometheus Operator's
-PodMonitor.
+"""Strict schemas for the custom resources in k8s/: KEDA's ScaledObject and TriggerAuthentication,
+the Prometheus Operator's PodMonitor.
 
 kubernetes-validate knows only Kubernetes' own kinds. These come from the pydantic models that
 the cloudcoil-models-keda and cloudcoil-models-prometheus-operator packages generate from each
@@ -32,6 +32,9 @@ class CustomResource(NamedTuple):
 
 CUSTOM_RESOURCES = {
     "ScaledObject": CustomResource(
+        "cloudcoil-models-keda", "cloudcoil.models.keda.v1alpha1", "keda.sh/v1alpha1"
+    ),
+    "TriggerAuthentication": CustomResource(
         "cloudcoil-models-keda", "cloudcoil.models.keda.v1alpha1", "keda.sh/v1alpha1"
     ),
     "PodMonitor": CustomResource(

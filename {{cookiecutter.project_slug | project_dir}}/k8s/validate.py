@@ -456,13 +456,16 @@ def validate(names: list[str], versions: list[str], tools: Tools) -> Outcome:
 def skipped_line(tools: Tools, names: list[str], custom_kinds: set[str]) -> str | None:
     """One line naming everything that did not run, and how to run it."""
     missing = tools.missing(custom_kinds)
-    schema_of = {CUSTOM_RESOURCES[kind].package: kind for kind in custom_kinds}
+    kinds_of: dict[str, list[str]] = {}
+    for kind in sorted(custom_kinds):
+        kinds_of.setdefault(CUSTOM_RESOURCES[kind].package, []).append(kind)
     skipped = [
         f"overlays {', '.join(names)} (not built without kubectl: no schema or cross-resource"
         " checks of them)"
         if name == "kubectl"
-        else f"{name} (the {schema_of[name]} schema)"
-        if name in schema_of
+        else f"{name} (the {' and '.join(kinds_of[name])} schema"
+        f"{'s' if len(kinds_of[name]) > 1 else ''})"
+        if name in kinds_of
         else name
         for name in missing
     ]

@@ -4,6 +4,9 @@
 {%- if cookiecutter.database == "postgresql" %}
 deployment checklist (`python manage.py check --deploy`) and makes SECRET_KEY, ALLOWED_HOSTS and
 DATABASE_URL required: a missing one stops the process with a message naming it.
+{%- if cookiecutter.worker != "none" %} The event worker
+requires BROKER_URL too.
+{%- endif %}
 {%- else %}
 deployment checklist (`python manage.py check --deploy`) and makes SECRET_KEY and ALLOWED_HOSTS
 required: a missing one stops the process with a message naming it.
@@ -193,6 +196,44 @@ MAX_ITEMS = env.int("MAX_ITEMS", default=10_000)
 {%- if cookiecutter.database == "postgresql" %}
 # Seconds `manage.py migrate_locked` waits for another pod's migration to finish.
 MIGRATION_LOCK_TIMEOUT = env.float("MIGRATION_LOCK_TIMEOUT", default=300.0)
+{%- if cookiecutter.worker != "none" %}
+
+# The event worker (`python manage.py worker`, README.md "Worker"). The web service never talks to
+# the broker, so only the worker needs BROKER_URL, and in production it refuses to start without.
+{%- if cookiecutter.worker == "rabbitmq" %}
+BROKER_URL = env.str(
+    "BROKER_URL", default=None if PRODUCTION else "amqp://guest:guest@127.0.0.1:5672/"
+)
+# The quorum queue of the item events; dead letters go to `<EVENTS_QUEUE>.dead-letter`.
+EVENTS_QUEUE = env.str("EVENTS_QUEUE", default="item-events")
+{%- else %}
+# Comma-separated bootstrap servers, host:port.
+BROKER_URL = env.str("BROKER_URL", default=None if PRODUCTION else "127.0.0.1:9092")
+# The topic of the item events; dead letters go to `<EVENTS_TOPIC>.dead-letter`.
+EVENTS_TOPIC = env.str("EVENTS_TOPIC", default="item-events")
+KAFKA_CONSUMER_GROUP = env.str(
+    "KAFKA_CONSUMER_GROUP",
+    default="{{ cookiecutter.project_slug }}-worker",
+)
+# Partitions of the topic when the worker has to create it.
+KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=6)
+{%- endif %}
+# The worker's /health and /ready.
+CONSUMER_PORT = env.int("CONSUMER_PORT", default=8001)
+{%- if cookiecutter.worker == "rabbitmq" %}
+# Messages the broker hands the worker ahead of their acknowledgement.
+{%- else %}
+# Records per fetch.
+{%- endif %}
+CONSUMER_PREFETCH = env.int("CONSUMER_PREFETCH", default=10)
+# Deliveries of one message before it goes to the dead letters.
+CONSUMER_MAX_ATTEMPTS = env.int("CONSUMER_MAX_ATTEMPTS", default=5)
+# Seconds the messages in flight get to finish after SIGTERM.
+CONSUMER_GRACEFUL_TIMEOUT = env.float("CONSUMER_GRACEFUL_TIMEOUT", default=20.0)
+# The relay's pause when the outbox is empty, and the rows it publishes per transaction.
+OUTBOX_POLL_INTERVAL = env.float("OUTBOX_POLL_INTERVAL", default=0.5)
+OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=100)
+{%- endif %}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -44,9 +44,8 @@ def start_tracing() -> "TracerProvider | None":
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     # OTEL_SERVICE_NAME, or a service.name in OTEL_RESOURCE_ATTRIBUTES, wins over the default.
-    resource = Resource.create({SERVICE_NAME: "{{ cookiecutter.project_slug }}"}).merge(
-        OTELResourceDetector().detect()
-    )
+    default = Resource.create({SERVICE_NAME: "{{ cookiecutter.project_slug }}"})
+    resource = default.merge(OTELResourceDetector().detect())
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)

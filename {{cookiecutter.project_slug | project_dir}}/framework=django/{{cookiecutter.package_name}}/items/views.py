@@ -3,6 +3,9 @@
 import json
 from typing import Any
 
+{% if cookiecutter.worker != "none" -%}
+from django.db import transaction
+{% endif -%}
 from django.forms.utils import ErrorDict
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
@@ -10,7 +13,10 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from {{ cookiecutter.package_name }}.items.forms import ItemForm, PageForm
-{%- if cookiecutter.database == "postgresql" %}
+{%- if cookiecutter.worker != "none" %}
+from {{ cookiecutter.package_name }}.items.models import Item, OutboxEvent
+from {{ cookiecutter.package_name }}.worker.events import ItemCreated
+{%- elif cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.items.models import Item
 {%- else %}
 from {{ cookiecutter.package_name }}.items.store import Item, StoreFullError, items
@@ -95,7 +101,15 @@ class ItemCollectionView(ApiView):
         form = ItemForm(payload)
         if not form.is_valid():
             return invalid(form.errors)
-{%- if cookiecutter.database == "postgresql" %}
+{%- if cookiecutter.worker != "none" %}
+        # The event is committed with the item and published later by the worker's outbox
+        # relay: the request never waits for the broker, and an event it acknowledged survives
+        # a broker outage.
+        with transaction.atomic():
+            item = form.save()
+            OutboxEvent.objects.create(**ItemCreated.for_item(item.pk, item.name).outbox_row())
+        return JsonResponse(item_json(item), status=201)
+{%- elif cookiecutter.database == "postgresql" %}
         return JsonResponse(item_json(form.save()), status=201)
 {%- else %}
         try:

@@ -40,6 +40,29 @@ class Settings(BaseSettings):
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
     ready_timeout: float = Field(default=1.0, gt=0)
+{%- if cookiecutter.worker == "rabbitmq" %}
+
+    # The event worker (`python -m {{ cookiecutter.package_name }}.worker`); dead letters go to
+    # "<EVENTS_QUEUE>.dead-letter".
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    events_queue: str = Field(default="item-events", min_length=1)
+{%- elif cookiecutter.worker == "kafka" %}
+
+    # The event worker (`python -m {{ cookiecutter.package_name }}.worker`); dead letters go to
+    # "<EVENTS_TOPIC>.dead-letter". BROKER_URL: bootstrap servers, host:port[,host:port...].
+    broker_url: str = "127.0.0.1:9092"
+    events_topic: str = Field(default="item-events", min_length=1)
+    kafka_consumer_group: str = Field(default="{{ cookiecutter.project_slug }}-worker", min_length=1)
+    kafka_topic_partitions: int = Field(default=6, ge=1)
+{%- endif %}
+{%- if cookiecutter.worker != "none" %}
+    consumer_port: int = Field(default=8001, ge=1, le=65535)
+    consumer_prefetch: int = Field(default=10, ge=1)
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    consumer_graceful_timeout: float = Field(default=20.0, ge=0)
+    outbox_poll_interval: float = Field(default=0.5, gt=0)
+    outbox_batch_size: int = Field(default=100, ge=1)
+{%- endif %}
 {%- elif cookiecutter.database == "mongodb" %}
     mongodb_url: str = "mongodb://127.0.0.1:27017"
     mongodb_database: str = Field(default="{{ cookiecutter.package_name }}", min_length=1)

@@ -19,14 +19,22 @@ class Base(DeclarativeBase):
     pass
 
 
+{% if cookiecutter.worker != "none" -%}
+def create_engine(settings: Settings, *, pre_ping: bool = True) -> AsyncEngine:
+{%- else -%}
 def create_engine(settings: Settings) -> AsyncEngine:
+{%- endif %}
     return create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         # Fail fast rather than queue forever when all connections are busy or the database is down.
         pool_timeout=settings.database_pool_timeout,
+{%- if cookiecutter.worker != "none" %}
+        pool_pre_ping=pre_ping,
+{%- else %}
         pool_pre_ping=True,
+{%- endif %}
         connect_args={
             "timeout": settings.database_connect_timeout,
             "server_settings": {

@@ -9,8 +9,15 @@ from {{ cookiecutter.package_name }}.api.responses import (
     UNPARSEABLE_BODY,
 )
 from {{ cookiecutter.package_name }}.core.db import Session
+{%- if cookiecutter.worker != "none" %}
+from {{ cookiecutter.package_name }}.models import Item, Outbox
+{%- else %}
 from {{ cookiecutter.package_name }}.models import Item
+{%- endif %}
 from {{ cookiecutter.package_name }}.schemas import ItemCreate, ItemPage, ItemRead
+{%- if cookiecutter.worker != "none" %}
+from {{ cookiecutter.package_name }}.worker.events import ItemCreated
+{%- endif %}
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"])
 
@@ -24,6 +31,12 @@ Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
 async def create_item(payload: ItemCreate, session: Session) -> ItemRead:
     item = Item(**payload.model_dump())
     session.add(item)
+{%- if cookiecutter.worker != "none" %}
+    # The event is committed with the item (a transactional outbox) and published by the
+    # worker's relay: a broker outage neither fails a creation nor loses its event.
+    await session.flush()
+    session.add(Outbox(**ItemCreated.for_item(item.id, item.name).outbox_row()))
+{%- endif %}
     await session.commit()
     await session.refresh(item)
     return ItemRead.model_validate(item)
