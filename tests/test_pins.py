@@ -188,7 +188,8 @@ def test_bake_of_a_combination_without_pins_fails_and_leaves_nothing(tmp_path: P
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         "error: the template ships no pinned dependencies for framework=unpinned"
-        f" database={defaults()['database']}; its maintainers add them with"
+        f" database={defaults()['database']} worker={defaults()['worker']}; its maintainers add"
+        " them with"
         f" `{pins.REGENERATE_COMMAND}`, or set {pins.FRESH_VARIABLE}=1 to resolve them now with uv"
     ]
     assert list(output.glob("*")) == []
