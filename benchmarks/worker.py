@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.serving import run
 from hooks.bakery.facts import Worker, derive
 from testkit import brokers
 from testkit.locks import install_locked
@@ -156,14 +157,6 @@ class WorkerDeployment:
     venv: Path
     bare_dir: Path
     worker: Worker
-
-
-def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    kwargs.setdefault("timeout", 600)
-    result = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
-    return result
 
 
 def deploy(framework: str, broker: str, workdir: Path) -> WorkerDeployment:
