@@ -15,6 +15,13 @@ from typing import Any
 
 from benchmarks.bake_time import TARGET_SECONDS as BAKE_TARGET_SECONDS
 from benchmarks.matrix_time import TARGET_SECONDS as MATRIX_TARGET_SECONDS
+from benchmarks.websockets import (
+    SLOW_CLIENT_P99_RATIO,
+    delivery_ratio,
+    saturated_side,
+    slow_client_ratio,
+)
+from benchmarks.websockets import TARGET_RATIO as CHANNELS_DELIVERY_RATIO
 from benchmarks.worker import TARGET_RATIO as WORKER_THROUGHPUT_RATIO
 from benchmarks.worker import throughput_ratio as worker_ratio
 
@@ -138,6 +145,8 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
                 WORKER_THROUGHPUT_RATIO,
             )
         )
+    if "websockets" in results:
+        found += channels_verdicts(results["websockets"])
     if "bake" in results:
         seconds = median(results["bake"]["runs_seconds"])
         found.append(
@@ -161,6 +170,37 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
             )
         )
     return found
+
+
+def channels_verdicts(measured: dict[str, Any]) -> Iterator[Verdict]:
+    clients = measured["shape"]["clients"]
+    held = min(run["held"] for run in measured["rendered"]["runs"])
+    yield Verdict(
+        f"Channels: one worker holds {clients:,} concurrent WebSocket clients",
+        f"{held:,}",
+        held >= clients,
+        f"{clients - held:,} short",
+    )
+    yield at_least(
+        f"Channels deliveries/s >= {CHANNELS_DELIVERY_RATIO}x a bare FastAPI broadcast loop's,"
+        f" one worker, {clients:,} clients",
+        delivery_ratio(measured),
+        CHANNELS_DELIVERY_RATIO,
+    )
+    stalled = [run["stalled"] or {} for run in measured["slow_client"]["runs"]["with"]]
+    codes = sorted({str(run.get("close_code")) for run in stalled})
+    yield Verdict(
+        "Channels: a client that stops reading is closed with 4008",
+        ", ".join(codes),
+        codes == ["4008"],
+        "not closed with 4008",
+    )
+    yield at_most(
+        f"Channels: the other clients' p99 latency with a client that stops reading"
+        f" <= {SLOW_CLIENT_P99_RATIO}x without",
+        slow_client_ratio(measured),
+        SLOW_CLIENT_P99_RATIO,
+    )
 
 
 def worker_name(measured: dict[str, Any]) -> str:
@@ -458,6 +498,87 @@ def worker_section(results: dict[str, Any]) -> Iterator[str]:
     yield ""
 
 
+def channels_section(results: dict[str, Any]) -> Iterator[str]:
+    measured = results.get("websockets")
+    if not measured:
+        return
+    shape, slow = measured["shape"], measured["slow_client"]
+    rendered, bare = measured["rendered"]["runs"], measured["bare"]["runs"]
+    packages = ", ".join(f"{name} {version}" for name, version in measured["packages"].items())
+    loads = ", ".join(f"{value:.1f}" for value in measured["load_average_per_round"])
+    yield "## WebSocket channels: one rendered worker and a bare broadcast loop"
+    yield ""
+    yield (
+        f"Rendered: {measured['rendered']['description']}. Bare: {measured['bare']['description']}."
+        f" Both in the same venv ({packages}). Each run holds {shape['clients']:,} clients"
+        f" ({shape['client_processes']} client processes of the harness, one asyncio loop each),"
+        f" then {shape['messages']} messages ({shape['padding_bytes']} bytes of padding) are"
+        " POSTed back to back to the one channel they all joined. Latency: the publisher's"
+        " clock in the message to the client's on arrival; deliveries/s: messages x clients"
+        " over first publish to last arrival; RSS: the server process's VmRSS before the"
+        f" clients connect and once they are idle. Rounds: {shape['rounds']}, who goes first"
+        f" alternating (1-minute load average at each round: {loads}). Cells are medians with"
+        " (min-max)."
+    )
+    yield ""
+    yield "| Measure | Rendered | Bare | Rendered / bare |"
+    yield "| --- | --- | --- | --- |"
+
+    def row(label: str, key: str, digits: int, headline: bool = False) -> str:
+        ours, theirs = field(rendered, key), field(bare, key)
+        value = f"{median(ours) / median(theirs):.2f}x" if median(theirs) else ""
+        if headline:
+            value = f"**{value}**"
+        return f"| {label} | {spread(ours, digits)} | {spread(theirs, digits)} | {value} |"
+
+    yield row(f"Connections held (of {shape['clients']:,})", "held", 0)
+    yield row("Server RSS before the clients connect, MiB", "rss_idle_mib", 1)
+    yield row("RSS per 1,000 idle connections, MiB", "rss_per_1000_mib", 2)
+    yield row("Deliveries/s (messages x clients)", "delivery_rate", 0, headline=True)
+    yield row("p50 delivery latency, ms", "p50_ms", 1)
+    yield row("p99 delivery latency, ms", "p99_ms", 1)
+    yield row("Server CPU while broadcasting, share of one core", "server_cpu_share", 2)
+    clients_cpu = {
+        name: ", ".join(
+            "/".join(f"{share:.2f}" for share in run["client_cpu_shares"]) for run in runs
+        )
+        for name, runs in (("rendered", rendered), ("bare", bare))
+    }
+    yield (
+        f"| Client processes' CPU per run, share of one core each | {clients_cpu['rendered']}"
+        f" | {clients_cpu['bare']} | |"
+    )
+    saturated = {
+        name: ", ".join(saturated_side(run) for run in runs)
+        for name, runs in (("rendered", rendered), ("bare", bare))
+    }
+    yield f"| CPU-bound side per run | {saturated['rendered']} | {saturated['bare']} | |"
+    yield ""
+    without, with_stalled = slow["runs"]["without"], slow["runs"]["with"]
+    yield (
+        f"Slow client (rendered only): {slow['clients']:,} clients, {slow['messages']} messages"
+        f" of {slow['padding_bytes']:,} bytes of padding at {slow['rate']} messages/s, without"
+        " and with one more client that stops reading (a 4 KiB receive window, its socket"
+        " paused); latencies are the other clients'."
+    )
+    yield ""
+    yield "| Measure | Without | With a stalled client | With / without |"
+    yield "| --- | --- | --- | --- |"
+    for label, key in (("p50 latency, ms", "p50_ms"), ("p99 latency, ms", "p99_ms")):
+        ours, theirs = field(with_stalled, key), field(without, key)
+        ratio_text = f"{median(ours) / median(theirs):.2f}x"
+        if key == "p99_ms":
+            ratio_text = f"**{ratio_text}**"
+        yield f"| Others' {label} | {spread(theirs, 1)} | {spread(ours, 1)} | {ratio_text} |"
+    closes = ", ".join(
+        f"{run['close_code']} after {run['messages_before_close']} messages"
+        for run in (run["stalled"] or {} for run in with_stalled)
+        if run
+    )
+    yield f"| The stalled client's close | | {closes} | |"
+    yield ""
+
+
 def bake_section(results: dict[str, Any]) -> Iterator[str]:
     if "bake" not in results and "matrix" not in results:
         return
@@ -515,6 +636,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += serving_section(framework, serving)
     sections: list[Callable[[dict[str, Any]], Iterator[str]]] = [
         worker_section,
+        channels_section,
         bake_section,
         fixes_section,
     ]

@@ -5,8 +5,9 @@
 (tests/run.sh installs the template's test tools into .venv; this installs wrk with apt-get
 when it is missing.) In order: bake and install the default FastAPI and Django projects, wait
 for a quiet machine, then measure serving side by side with the bare apps (benchmarks/serving.py),
-the event worker beside a bare consumer of the same library (benchmarks/worker.py), the default
-bake (benchmarks/bake_time.py) and the whole matrix (benchmarks/matrix_time.py).
+the event worker beside a bare consumer of the same library (benchmarks/worker.py), one worker's
+WebSocket channels beside a bare broadcast loop (benchmarks/websockets.py), the default bake
+(benchmarks/bake_time.py) and the whole matrix (benchmarks/matrix_time.py).
 Loads are bounded in time and target loopback only. Exits 1 when a target is missed.
 """
 
@@ -26,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bake_time, matrix_time, report, serving, worker
-from testkit.template import TEMPLATE_ROOT, choice_options
+from benchmarks import bake_time, matrix_time, report, serving, websockets, worker
+from testkit.template import COOKIECUTTER_JSON, TEMPLATE_ROOT, choice_options
 
 QUIET_LOAD = 1.0
 # The results before the template's performance fixes, with a "note" saying what changed.
@@ -123,7 +124,7 @@ def describe_machine(deployments: dict[str, serving.Deployment]) -> dict[str, An
         "python": {
             "harness": platform.python_version(),
             "services": ", ".join(sorted(services_python)),
-            "image": ", ".join(choice_options()["python_version"]),
+            "image": COOKIECUTTER_JSON["python_version"],
         },
         "packages": packages,
         "wrk": (wrk_version.stdout + wrk_version.stderr).split("[")[0].strip(),
@@ -167,6 +168,27 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--worker-messages", type=int, default=3000, help="events per run")
     parser.add_argument("--worker-rounds", type=int, default=3, help="rendered/bare pairs")
     parser.add_argument(
+        "--websocket-clients",
+        type=int,
+        default=websockets.Shape.clients,
+        help="concurrent clients of the channels benchmark (0: leave it out)",
+    )
+    parser.add_argument(
+        "--websocket-messages",
+        type=int,
+        default=websockets.Shape.messages,
+        help="messages broadcast to them per run",
+    )
+    parser.add_argument(
+        "--websocket-rounds", type=int, default=websockets.Shape.rounds, help="rendered/bare pairs"
+    )
+    parser.add_argument(
+        "--websocket-client-processes",
+        type=int,
+        default=websockets.Shape.client_processes,
+        help="processes the clients are spread over",
+    )
+    parser.add_argument(
         "--max-wait", type=float, default=900, help="seconds to wait for a quiet machine"
     )
     parser.add_argument(
@@ -203,6 +225,10 @@ def main() -> int:
             for broker in arguments.worker_brokers:
                 say(f"baking and installing framework={framework} worker={broker}")
                 worker_deployments.append(worker.deploy(framework, broker, workdir))
+        channels = None
+        if arguments.websocket_clients:
+            say("baking and installing framework=fastapi database=none websockets=yes")
+            channels = websockets.deploy(workdir)
 
         waited, quiet = wait_for_quiet(arguments.max_wait)
         results["measured_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -232,6 +258,16 @@ def main() -> int:
                 "packages": packages,
                 "load_average_after": list(os.getloadavg()),
             }
+        if channels is not None:
+            say("WebSocket channels benchmark")
+            channel_shape = websockets.Shape(
+                clients=arguments.websocket_clients,
+                messages=arguments.websocket_messages,
+                rounds=arguments.websocket_rounds,
+                client_processes=arguments.websocket_client_processes,
+            )
+            results["websockets"] = websockets.compare(channels, channel_shape, workdir, say)
+            results["websockets"]["load_average_after"] = list(os.getloadavg())
 
     say("default bake")
     results["bake"] = {"runs_seconds": bake_time.bake_timings(arguments.bake_runs)}

@@ -14,9 +14,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-# Where generated projects run: CPython 3.11 to 3.13 on Linux and macOS. Platforms are named as
-# uv's --python-platform names them, with the values the environment markers see there.
-SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+from hooks.bakery.answers import PYTHON_MINORS
+
+# Where generated projects run: the CPython releases the answer check accepts, on Linux and
+# macOS. Platforms are named as uv's --python-platform names them, with the values the
+# environment markers see there.
+SUPPORTED_PYTHONS = tuple(f"3.{minor}" for minor in PYTHON_MINORS)
 PLATFORMS = {
     "x86_64-manylinux_2_28": ("Linux", "x86_64"),
     "aarch64-manylinux_2_28": ("Linux", "aarch64"),

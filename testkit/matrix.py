@@ -45,6 +45,7 @@ OTHER_VARIANTS = {
     ("worker", "none"): re.compile(r"RabbitMQ|Kafka|FastStream|[Oo]utbox|BROKER_URL"),
     ("worker", "rabbitmq"): re.compile(r"Kafka|kafka"),
     ("worker", "kafka"): re.compile(r"RabbitMQ|rabbitmq|AMQP|amqp"),
+    ("websockets", "no"): re.compile(r"WebSocket|[Ww]ebsocket|Redis|redis"),
 }
 
 

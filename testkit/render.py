@@ -94,6 +94,17 @@ class RenderedProject:
     # Folders the bake leaves without a file below them.
     empty_folders: tuple[str, ...]
 
+    def write(self, directory: Path) -> Path:
+        """Write it under `directory` as the bake would (its manifests not validated: a bake's
+        hook does that), and return the project's folder."""
+        project = directory / self.name
+        for relative, content in self.files.items():
+            (project / relative).parent.mkdir(parents=True, exist_ok=True)
+            (project / relative).write_bytes(content)
+        for folder in self.empty_folders:
+            (project / folder).mkdir(parents=True, exist_ok=True)
+        return project
+
 
 @functools.cache
 def shared_environment() -> StrictEnvironment:

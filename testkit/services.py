@@ -24,6 +24,8 @@ from pathlib import Path
 import yaml
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The channels' Redis (websockets=yes); tests/run.sh starts the local server when it is down.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:

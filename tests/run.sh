@@ -47,26 +47,39 @@ if ! "$checkov_venv/bin/checkov" --version 2>/dev/null | grep -qx "$checkov_vers
 fi
 export CHECKOV="$PWD/$checkov_venv/bin/checkov"
 
-postgres_up() {
-    "$venv/bin/python" - <<'PY'
-import os, socket, sys
+# Whether a server answers at the host and port of a URL (argument 1; argument 2: the default port).
+answers() {
+    "$venv/bin/python" - "$1" "$2" <<'PY'
+import socket, sys
 from urllib.parse import urlsplit
-url = urlsplit(os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+url = urlsplit(sys.argv[1])
 try:
-    socket.create_connection((url.hostname, url.port or 5432), timeout=3).close()
+    socket.create_connection((url.hostname, url.port or int(sys.argv[2])), timeout=3).close()
 except OSError:
     sys.exit(1)
 PY
 }
-if ! postgres_up; then
+postgres_url=${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+if ! answers "$postgres_url" 5432; then
     if command -v pg_ctlcluster >/dev/null; then
         echo "PostgreSQL is not answering; starting the local cluster" >&2
         for version in $(ls /etc/postgresql); do
             pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
         done
-        for _ in $(seq 1 30); do postgres_up && break; sleep 1; done
+        for _ in $(seq 1 30); do answers "$postgres_url" 5432 && break; sleep 1; done
     fi
-    postgres_up || { echo "error: PostgreSQL is not reachable (TEST_DATABASE_URL); the generated projects' tests need it" >&2; exit 1; }
+    answers "$postgres_url" 5432 || { echo "error: PostgreSQL is not reachable (TEST_DATABASE_URL); the generated projects' tests need it" >&2; exit 1; }
+fi
+
+# The channels' Redis (websockets=yes): it keeps nothing on disk, so starting one is harmless.
+redis_url=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
+if ! answers "$redis_url" 6379; then
+    if command -v redis-server >/dev/null && [ -z "${TEST_REDIS_URL:-}" ]; then
+        echo "Redis is not answering; starting a local server" >&2
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+        for _ in $(seq 1 30); do answers "$redis_url" 6379 && break; sleep 1; done
+    fi
+    answers "$redis_url" 6379 || { echo "error: Redis is not reachable (TEST_REDIS_URL); the channels' tests need it" >&2; exit 1; }
 fi
 
 set +e

@@ -32,6 +32,7 @@ GOOD = {
     "author_name": "Platform Team",
     "author_email": "platform@example.com",
     "kubernetes_version": COOKIECUTTER_JSON["kubernetes_version"],
+    "python_version": COOKIECUTTER_JSON["python_version"],
 }
 
 SHADOWS_DEPENDENCY = "shadows a module the generated project's dependencies install"
@@ -66,6 +67,10 @@ BAD_ANSWERS = [
     ({"kubernetes_version": "v1.35"}, "kubernetes_version", "release from 1.30 to 1.37"),
     ({"kubernetes_version": "1.035"}, "kubernetes_version", "release from 1.30 to 1.37"),
     ({"kubernetes_version": "1.3"}, "kubernetes_version", "release from 1.30 to 1.37"),
+    ({"python_version": "3.10"}, "python_version", "release from 3.11 to 3.13"),
+    ({"python_version": "3.14"}, "python_version", "release from 3.11 to 3.13"),
+    ({"python_version": "3.13.1"}, "python_version", "release from 3.11 to 3.13"),
+    ({"python_version": "python3.13"}, "python_version", "release from 3.11 to 3.13"),
     # Namespaces the cluster owns: the overlays would relabel them "restricted" on apply.
     ({"project_slug": "kube-system"}, "project_slug", "namespace the cluster owns"),
     ({"project_slug": "kube-public"}, "project_slug", "namespace the cluster owns"),
@@ -98,11 +103,16 @@ BAD_ANSWERS = [
     ({"project_name": "PyMongo"}, "package_name", SHADOWS_DEPENDENCY),
     ({"project_name": "BSON"}, "package_name", SHADOWS_DEPENDENCY),
     ({"project_name": "Tests"}, "package_name", RENAME),
-    # The one combination the template does not offer, naming what it does.
+    # Combinations the template does not offer, naming what it does.
     (
         {"framework": "django", "database": "mongodb"},
         "database",
         "framework=django supports postgresql or none",
+    ),
+    (
+        {"framework": "django", "websockets": "yes"},
+        "framework",
+        "websockets=yes supports fastapi",
     ),
 ]
 

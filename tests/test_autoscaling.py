@@ -128,6 +128,50 @@ def test_in_flight_trigger_queries_its_own_overlays_pods_and_fails_on_no_data(
     assert prometheus["metadata"]["serverAddress"].startswith("http://")
 
 
+# --- The WebSocket channels' connections (websockets=yes) ---------------------------------------
+
+CHANNELS = {"websockets": "yes"}
+
+
+def query_trigger(scaled_object: dict, metric: str) -> dict:
+    """The prometheus trigger whose query sums this metric."""
+    [found] = [
+        t
+        for t in scaled_object["spec"]["triggers"]
+        if t["type"] == "prometheus" and t["metadata"]["query"].startswith(f"sum({metric}{{")
+    ]
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_also_scales_on_open_connections_per_pod_of_its_own_overlay(
+    built: Callable, overlay: str
+) -> None:
+    resources = built(overlay, **KEDA, **CHANNELS)
+    namespace = only(resources, "Namespace")["metadata"]["name"]
+    scaled_object = only(resources, "ScaledObject")
+    connections = query_trigger(scaled_object, "websocket_connections")
+    assert connections["metricType"] == "AverageValue"
+    assert "".join(connections["metadata"]["query"].split()) == (
+        f'sum(websocket_connections{{namespace="{namespace}",'
+        'app_kubernetes_io_name="orders-service"})'
+    )
+    facts = derive(context_for(CHANNELS))
+    assert connections["metadata"]["threshold"] == str(facts.channels.connections_per_pod)
+    assert connections["metadata"]["ignoreNullValues"] == "false"
+    # Beside, not instead of, the requests in flight and CPU.
+    assert query_trigger(scaled_object, "http_requests_in_flight")
+    assert trigger(scaled_object, "cpu")["metricType"] == "Utilization"
+    # The target stays below what one pod's worker holds.
+    config = only(resources, "ConfigMap")["data"]
+    assert facts.channels.connections_per_pod < int(config["WS_MAX_CONNECTIONS"])
+
+
+def test_the_hpa_scales_the_channels_on_cpu_alone(built: Callable) -> None:
+    hpa = only(built("prod", autoscaling="hpa", **CHANNELS), "HorizontalPodAutoscaler")["spec"]
+    assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
+
+
 # The default each framework and database pair runs at once per worker, as .env.example states it.
 CONCURRENCY_SETTING = {
     ("django", "postgresql"): "WORKER_THREADS",

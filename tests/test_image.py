@@ -40,11 +40,11 @@ from testkit.services import (
     psql,
     throwaway_database,
 )
-from testkit.template import COOKIECUTTER_JSON, choice_options, defaults
+from testkit.template import COOKIECUTTER_JSON, choice_options
 
 pytestmark = pytest.mark.image
 
-PYTHON_VERSION = defaults()["python_version"]
+PYTHON_VERSION = COOKIECUTTER_JSON["python_version"]
 FRAMEWORKS = choice_options()["framework"]
 # The Kubernetes termination budget: terminationGracePeriodSeconds.
 TERMINATION_GRACE_SECONDS = 30

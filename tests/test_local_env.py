@@ -107,3 +107,17 @@ def test_dev_overlay_secrets_reach_the_overlays_own_broker(
     # The .env of a checkout needs nothing for the worker: its defaults reach a local broker.
     env_file = tmp_path / ".env"
     assert not env_file.exists() or "BROKER_URL" not in env_file.read_text()
+
+
+@pytest.mark.parametrize("database", choice_options()["database"])
+def test_dev_overlay_secrets_reach_the_overlays_own_redis(database: str, tmp_path: Path) -> None:
+    answers = context_for({"framework": "fastapi", "database": database, "websockets": "yes"})
+    redis = derive(answers).channels.dev_redis
+    write_local_env(tmp_path, answers)
+    values = dev_secrets(tmp_path)
+
+    assert values["REDIS_URL"] == redis.url(values[redis.password_key])
+    assert len(values[redis.password_key]) >= 32
+    # A checkout's own Redis needs nothing in .env: the default URL reaches the local server.
+    env_file = tmp_path / ".env"
+    assert not env_file.exists() or "REDIS_URL" not in env_file.read_text()

@@ -24,12 +24,14 @@ from kubernetes_validate.utils import latest_version
 
 from hooks.bakery.answers import KUBERNETES_MINORS
 from hooks.bakery.facts import derive
-from testkit.render import context_for, landing_files, render_all
+from testkit.render import context_for, landing_files, render_all, render_project
 from testkit.template import (
     COOKIECUTTER_JSON,
     TEMPLATE_ROOT,
+    answers_key,
     bake_in_subprocess,
     choice_options,
+    defaults,
     supported_combinations,
 )
 
@@ -121,6 +123,23 @@ def only(resources: list[dict], kind: str) -> dict:
     return resource
 
 
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`rendered(**answers)`: the project a bake writes, written from its rendering in memory.
+    tests/test_matrix.py shows that a bake writes the same bytes and that its hook's validator
+    passes, so the checks below spend no bake per manifest set."""
+    cache: dict[str, Path] = {}
+
+    def render_once(**answers: str) -> Path:
+        answers = {**defaults(), **answers}
+        key = answers_key(answers)
+        if key not in cache:
+            cache[key] = render_project(answers).write(tmp_path_factory.mktemp("rendered"))
+        return cache[key]
+
+    return render_once
+
+
 @pytest.fixture(scope="module")
 def built(baked: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Callable:
     """`built(overlay, **answers)`: the resources `kubectl kustomize` builds for an overlay."""
@@ -134,9 +153,9 @@ def built(baked: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.mark.parametrize("combination", manifest_combinations(), ids=combination_id)
 def test_every_overlay_validates_strictly_on_oldest_and_newest_kubernetes(
-    baked: Callable[..., Path], project_venv: Callable[[Path], Path], combination: dict[str, str]
+    rendered: Callable[..., Path], project_venv: Callable[[Path], Path], combination: dict[str, str]
 ) -> None:
-    project = baked(**combination)
+    project = rendered(**combination)
     versions = ["--kubernetes-version", OLDEST_SUPPORTED, "--kubernetes-version", NEWEST_BUNDLED]
     python = locked_python(project_venv, project)
     result = run_validator(project, *versions, "--require-tools", python=python)
@@ -312,7 +331,8 @@ def test_the_network_policy_lets_out_dns_and_only_the_chosen_database(
     database_port = derive(context_for(answers)).database_port
     assert ports == sorted([53] if database_port is None else [53, database_port])
     config = only(built("prod", **answers), "ConfigMap")["data"]
-    assert ("READY_TIMEOUT" in config) == (answers["database"] != "none")
+    facts = derive(context_for(answers))
+    assert ("READY_TIMEOUT" in config) == (facts.has_database or facts.channels is not None)
 
 
 def decoded(secret: dict) -> dict[str, str]:
@@ -881,11 +901,11 @@ CHECKOV_PARTS = 2
 @pytest.mark.manifests
 @pytest.mark.parametrize("part", range(CHECKOV_PARTS))
 def test_checkov_finds_no_failed_check_in_any_combination(
-    baked: Callable[..., Path], tmp_path: Path, part: int
+    rendered: Callable[..., Path], tmp_path: Path, part: int
 ) -> None:
     scan = tmp_path / "scan"
     for combination in manifest_combinations()[part::CHECKOV_PARTS]:
-        project = with_secrets(baked(**combination), tmp_path / combination_id(combination))
+        project = with_secrets(rendered(**combination), tmp_path / combination_id(combination))
         target = scan / combination_id(combination)
         target.mkdir(parents=True)
         for overlay in OVERLAYS:
@@ -1125,6 +1145,241 @@ def test_validator_rejects_a_broken_worker_manifest_naming_file_resource_and_pro
 ) -> None:
     project = tmp_path / "project"
     shutil.copytree(baked(**answers), project)
+    break_manifests(project, edits)
+    result = run_validator(project)
+    assert result.returncode == 1, result.stdout
+    assert message in result.stderr, result.stderr
+
+
+# --- The WebSocket channels (websockets=yes): Redis between the web pods ----------------------
+
+
+def channels_combinations() -> list[dict[str, str]]:
+    """Each database (and broker) the channels are supported with."""
+    unique = dict.fromkeys(
+        (c["framework"], c["database"], c["worker"])
+        for c in supported_combinations()
+        if c["websockets"] == "yes"
+    )
+    return [
+        {"framework": framework, "database": database, "worker": worker, "websockets": "yes"}
+        for framework, database, worker in unique
+    ]
+
+
+def channels_id(answers: dict[str, str]) -> str:
+    return "-".join(answers[name] for name in ("database", "worker"))
+
+
+def test_the_channels_come_with_every_database_and_broker_but_only_with_yes() -> None:
+    combinations = channels_combinations()
+    assert {c["database"] for c in combinations} == set(choice_options()["database"])
+    assert {c["worker"] for c in combinations} == set(choice_options()["worker"])
+    assert derive(context_for({"websockets": "no"})).channels is None
+
+
+@pytest.mark.parametrize("answers", channels_combinations(), ids=channels_id)
+def test_the_web_pods_read_redis_url_from_the_secret_and_may_reach_only_redis_besides(
+    built: Callable, answers: dict[str, str]
+) -> None:
+    resources = built("prod", **answers)
+    facts = derive(context_for(answers))
+    assert "REDIS_URL" in facts.web_secret_names
+    secret = only(resources, "Secret")
+    [app] = named(resources, "Deployment", "orders-service")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    [redis_url] = [v for v in app["env"] if v["name"] == "REDIS_URL"]
+    assert redis_url["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": "REDIS_URL",
+    }
+    policy = named(resources, "NetworkPolicy", "orders-service")["spec"]
+    ports = {port["port"] for rule in policy["egress"] for port in rule["ports"]}
+    assert ports == {53, facts.channels.redis_port} | (
+        {facts.database_port} if facts.has_database else set()
+    )
+    if facts.worker:
+        # Redis is the web pods' alone.
+        worker = named(resources, "Deployment", facts.worker.name)["spec"]["template"]["spec"]
+        assert "REDIS_URL" not in [v["name"] for v in worker["containers"][0]["env"]]
+        egress = named(resources, "NetworkPolicy", facts.worker.name)["spec"]["egress"]
+        assert facts.channels.redis_port not in {p["port"] for r in egress for p in r["ports"]}
+    # The settings production depends on are in the ConfigMap, the readiness time box too.
+    config = only(resources, "ConfigMap")["data"]
+    for name in ("READY_TIMEOUT", "REDIS_TIMEOUT", "WS_PING_INTERVAL", "WS_MAX_CONNECTION_AGE"):
+        assert name in config
+
+
+@pytest.mark.parametrize("answers", channels_combinations(), ids=channels_id)
+def test_dev_overlay_brings_a_redis_that_only_the_web_pods_reach(
+    built: Callable, answers: dict[str, str]
+) -> None:
+    resources = built("dev", **answers)
+    facts = derive(context_for(answers))
+    redis = facts.channels.dev_redis
+    workloads = [r for r in resources if r["kind"] == "Deployment"]
+    server = named(resources, "Deployment", redis.name)
+    pod = server["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == redis.image
+    # Pod Security "restricted", as the image's own numeric user, nothing written but /data.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == redis.user_id
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {"cpu", "memory", "ephemeral-storage"} <= set(container["resources"]["limits"])
+    # No persistence; the password from the Secret, as the app's REDIS_URL carries it.
+    args = container["args"]
+    assert args[args.index("--save") + 1] == ""
+    assert args[args.index("--appendonly") + 1] == "no"
+    assert args[args.index("--requirepass") + 1] == f"$({redis.password_key})"
+    [password] = [v for v in container["env"] if v["name"] == redis.password_key]
+    secret = only(resources, "Secret")
+    assert password["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": redis.password_key,
+    }
+    values = decoded(secret)
+    url = urlsplit(values["REDIS_URL"])
+    assert url.password == values[redis.password_key]
+    service = named(resources, "Service", url.hostname)
+    assert service["spec"]["selector"].items() <= pod_template_labels(server).items()
+    assert url.port in [p["port"] for p in service["spec"]["ports"]]
+    # In: the web pods only, on the Redis port; out: nothing.
+    policy = named(resources, "NetworkPolicy", redis.name)["spec"]
+    [rule] = policy["ingress"]
+    assert rule["ports"] == [{"port": redis.port, "protocol": "TCP"}]
+    assert [selected_by(peer["podSelector"], workloads) for peer in rule["from"]] == [
+        ["orders-service"]
+    ]
+    assert policy.get("egress", []) == []
+    # Out, the web pods reach the overlay's own database and Redis, each on its own port only.
+    egress = named(resources, "NetworkPolicy", "orders-service")["spec"]["egress"]
+    reached = {
+        port["port"]: [selected_by(peer["podSelector"], workloads) for peer in rule["to"]]
+        for rule in egress
+        for port in rule["ports"]
+        if "to" in rule
+    }
+    expected = {redis.port: [[redis.name]]}
+    if facts.dev_database:
+        expected[facts.database_port] = [[facts.dev_database.name]]
+    assert reached == expected
+    budget = named(resources, "PodDisruptionBudget", redis.name)["spec"]
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_the_ingress_outlasts_the_connection_age_limit(built: Callable) -> None:
+    resources = built("prod", websockets="yes", ingress="yes")
+    age = int(only(resources, "ConfigMap")["data"]["WS_MAX_CONNECTION_AGE"])
+    annotations = only(resources, "Ingress")["metadata"]["annotations"]
+    for name in ("proxy-read-timeout", "proxy-send-timeout"):
+        assert int(annotations[f"nginx.ingress.kubernetes.io/{name}"]) >= age
+    assert "annotations" not in only(built("prod", ingress="yes"), "Ingress")["metadata"]
+
+
+# The checks the channels brought, each fed the mistake it exists for: (id, answers, edits, the
+# message). The reachability check is every combination's; the rest are the channels'.
+DEV_KUSTOMIZATION = "k8s/overlays/dev/kustomization.yaml"
+BROKEN_CHANNELS_MANIFESTS = [
+    (
+        "egress-patch-moved",
+        {"database": "postgresql"},
+        [
+            (
+                DEV_KUSTOMIZATION,
+                "path: /spec/egress/2/ports/0/port",
+                "path: /spec/egress/1/ports/0/port",
+            )
+        ],
+        "k8s/overlays/dev/kustomization.yaml: cannot build: kubectl kustomize failed: error:"
+        " testing value /spec/egress/1/ports/0/port failed",
+    ),
+    (
+        "egress-to-the-wrong-pods",
+        {"database": "postgresql"},
+        [
+            (
+                DEV_KUSTOMIZATION,
+                "app.kubernetes.io/name: postgresql\n",
+                "app.kubernetes.io/name: redis\n",
+            )
+        ],
+        "k8s/base/deployment.yaml: Deployment/orders-service: container app: DATABASE_URL names"
+        " postgresql:5432, but no egress rule of NetworkPolicy/orders-service lets its pods reach"
+        " Deployment/postgresql on port 5432 (overlay dev)",
+    ),
+    (
+        "redis-admits-others",
+        {"database": "none"},
+        [
+            (
+                "k8s/overlays/dev/redis.yaml",
+                "app.kubernetes.io/component: web",
+                "app.kubernetes.io/component: worker",
+            )
+        ],
+        "Deployment/orders-service: container app: REDIS_URL names redis:6379, but"
+        " NetworkPolicy/redis admits no connection from its pods to Deployment/redis on port 6379",
+    ),
+    (
+        "no-egress-to-redis",
+        {"database": "none"},
+        [
+            ("k8s/base/networkpolicy.yaml", "        - port: 6379\n", "        - port: 6380\n"),
+            (DEV_KUSTOMIZATION, "value: 6379", "value: 6380"),
+        ],
+        "container app: REDIS_URL names redis.example.com:6379, but no egress rule of"
+        " NetworkPolicy/orders-service lets its pods out to port 6379 (overlay prod)",
+    ),
+    (
+        "connections-target-beyond-a-pod",
+        {"autoscaling": "keda"},
+        [("k8s/base/scaledobject.yaml", 'threshold: "2000"', 'threshold: "20000"')],
+        "k8s/base/scaledobject.yaml: ScaledObject/orders-service: triggers[1]: threshold 20000"
+        " connections per pod is not below what a pod of Deployment/orders-service holds"
+        " (WS_MAX_CONNECTIONS 8000 x 1 worker(s))",
+    ),
+    (
+        "query-of-another-app",
+        {"autoscaling": "keda"},
+        [
+            (
+                "k8s/base/scaledobject.yaml",
+                'websocket_connections{namespace="OVERLAY_NAMESPACE",\n'
+                '            app_kubernetes_io_name="orders-service"',
+                'websocket_connections{namespace="OVERLAY_NAMESPACE",\n'
+                '            app_kubernetes_io_name="orders"',
+            )
+        ],
+        "ScaledObject/orders-service: triggers[1]: the query counts pods labelled"
+        " app.kubernetes.io/name 'orders', not Deployment/orders-service's 'orders-service'",
+    ),
+    (
+        "proxy-timeout-below-the-age",
+        {"ingress": "yes"},
+        [("k8s/base/ingress.yaml", 'proxy-send-timeout: "3600"', 'proxy-send-timeout: "600"')],
+        "k8s/base/ingress.yaml: Ingress/orders-service: nginx.ingress.kubernetes.io/"
+        "proxy-send-timeout 600 s is below WS_MAX_CONNECTION_AGE 3600 s of"
+        " Deployment/orders-service",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("answers", "edits", "message"),
+    [pytest.param(a, e, m, id=name) for name, a, e, m in BROKEN_CHANNELS_MANIFESTS],
+)
+def test_validator_rejects_a_broken_channels_manifest_naming_file_resource_and_problem(
+    rendered: Callable[..., Path], tmp_path: Path, answers: dict, edits: list, message: str
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(rendered(websockets="yes", **answers), project)
     break_manifests(project, edits)
     result = run_validator(project)
     assert result.returncode == 1, result.stdout

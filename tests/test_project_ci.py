@@ -19,13 +19,14 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from packaging.markers import default_environment
 
 from hooks.bakery.facts import derive
-from testkit.locks import read_lock
+from testkit.locks import SUPPORTED_PYTHONS, read_lock
 from testkit.render import actionlint, context_for, render
 from testkit.template import choice_options, defaults, supported_combinations
 
@@ -221,7 +222,7 @@ def test_workflow_runs_the_checks_the_template_promises() -> None:
 
 
 def test_workflow_tests_on_the_oldest_supported_python_and_the_images() -> None:
-    for python_version in choice_options()["python_version"]:
+    for python_version in SUPPORTED_PYTHONS:
         workflow = yaml.safe_load(
             render(WORKFLOW, {**defaults(), "python_version": python_version})
         )
@@ -486,6 +487,65 @@ def test_compose_runs_the_worker_once_migrated_and_its_broker_is_healthy(
     assert f"{facts.worker.port}/ready" in " ".join(worker["healthcheck"]["test"])
     dev = yaml.safe_load(render("compose.dev.yaml", answers))["services"]
     assert dev["worker"]["volumes"] == dev["app"]["volumes"]
+
+
+# --- The WebSocket channels: Redis in CI and compose ------------------------------------------
+
+
+def channels_combinations() -> list[dict[str, str]]:
+    """One combination per database and broker the channels come with."""
+    triples = dict.fromkeys(
+        (c["framework"], c["database"], c["worker"])
+        for c in supported_combinations()
+        if c["websockets"] == "yes"
+    )
+    return [
+        {**defaults(), "framework": f, "database": d, "worker": w, "websockets": "yes"}
+        for f, d, w in triples
+    ]
+
+
+@pytest.mark.parametrize("answers", channels_combinations(), ids=combination_id)
+def test_ci_tests_run_next_to_redis_beside_the_database(answers: dict[str, str]) -> None:
+    channels = derive(context_for(answers)).channels
+    workflow = yaml.safe_load(render(WORKFLOW, {**answers, "ci": "github"}))["jobs"]["test"]
+    pipeline = yaml.safe_load(render(GITLAB_CI, {**answers, "ci": "gitlab"}))["test"]
+    redis = workflow["services"]["redis"]
+    assert redis["image"] == channels.dev_redis.image
+    assert f"{channels.redis_port}:{channels.redis_port}" in redis["ports"]
+    assert "redis-cli" in redis["options"]
+    assert urlsplit(workflow["env"]["REDIS_URL"]).port == channels.redis_port
+    [gitlab_redis] = [s for s in pipeline["services"] if s["name"] == channels.dev_redis.image]
+    assert urlsplit(pipeline["variables"]["REDIS_URL"]).hostname == gitlab_redis["alias"]
+    # The database's service stays beside it.
+    if TEST_SERVICES[answers["database"]] is not None:
+        image, variable = TEST_SERVICES[answers["database"]]
+        assert [s for s in workflow["services"].values() if s["image"].startswith(image)]
+        assert variable in workflow["env"]
+        assert variable in pipeline["variables"]
+
+
+@pytest.mark.parametrize("answers", channels_combinations(), ids=combination_id)
+def test_compose_starts_the_app_once_redis_is_healthy_and_points_it_there(
+    answers: dict[str, str], tmp_path: Path
+) -> None:
+    text = render("compose.yaml", answers)
+    (tmp_path / "compose.yaml").write_text(text, encoding="utf-8")
+    result = check_jsonschema("vendor.compose-spec", tmp_path / "compose.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    redis = derive(context_for(answers)).channels.dev_redis
+    services = yaml.safe_load(text)["services"]
+    assert services[redis.name]["image"] == redis.image
+    assert "healthcheck" in services[redis.name]
+    assert services[redis.name]["ports"] == [
+        f"127.0.0.1:${{REDIS_PORT:-{redis.port}}}:{redis.port}"
+    ]
+    app = services["app"]
+    assert app["depends_on"][redis.name] == {"condition": "service_healthy"}
+    url = urlsplit(app["environment"]["REDIS_URL"])
+    assert (url.hostname, url.port) == (redis.name, redis.port)
+    if answers["database"] != "none":
+        assert app["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
 
 @pytest.mark.parametrize("answers", database_combinations(), ids=pair_id)

@@ -46,7 +46,14 @@ SUPPORTED_WITH: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     # PostgreSQL transactions; the template's MongoDB is a single server, without transactions.
     ("worker", "rabbitmq"): {"database": ("postgresql",)},
     ("worker", "kafka"): {"database": ("postgresql",)},
+    # The channels are built on FastAPI's WebSocket routes; Django would need Channels.
+    ("websockets", "yes"): {"framework": ("fastapi",)},
 }
+
+# Pythons of the container image: the shipped locks hold wheels for CPython 3.11 to 3.13
+# (tests/test_pins.py checks each), and the code supports 3.11 and newer.
+PYTHON_MINORS = range(11, 14)
+PYTHON_VERSION_PATTERN = re.compile(r"3\.(0|[1-9]\d*)")
 
 # The native preStop `sleep` action is on by default from 1.30; kubernetes-validate bundles
 # schemas up to 1.37.
@@ -136,6 +143,11 @@ def validate(answers: Mapping[str, object]) -> None:
     if not match or int(match.group(1)) not in KUBERNETES_MINORS:
         releases = f"1.{KUBERNETES_MINORS[0]} to 1.{KUBERNETES_MINORS[-1]}"
         raise InvalidAnswer("kubernetes_version", version, f"must be a release from {releases}")
+    python = str(answers["python_version"])
+    match = PYTHON_VERSION_PATTERN.fullmatch(python)
+    if not match or int(match.group(1)) not in PYTHON_MINORS:
+        releases = f"3.{PYTHON_MINORS[0]} to 3.{PYTHON_MINORS[-1]}"
+        raise InvalidAnswer("python_version", python, f"must be a release from {releases}")
     email = str(answers["author_email"])
     if not EMAIL_PATTERN.fullmatch(email):
         raise InvalidAnswer("author_email", email, "must look like name@example.com")

@@ -22,6 +22,12 @@ REQUESTS_PER_WORKER = {"django": 4, "fastapi": 10}
 BROKER_PORTS = {"rabbitmq": 5672, "kafka": 9092}
 MANAGEMENT_URL_VARIABLE = "RABBITMQ_MANAGEMENT_URL"
 BROKER_SECRET_NAMES = ("BROKER_URL", MANAGEMENT_URL_VARIABLE)
+REDIS_PORT = 6379
+REDIS_SECRET_NAME = "REDIS_URL"  # noqa: S105 - a variable name
+# WebSocket connections a pod holds before autoscaling=keda adds pods: its one worker (at the
+# 1-CPU limit) holds several times this many (README, "Real-time channels"), and the headroom
+# absorbs the reconnections of a neighbour's rollout.
+CONNECTIONS_PER_POD = 2000
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ def dev_database(database: str, package_name: str) -> DevDatabase | None:
 
 @dataclass(frozen=True)
 class DevBroker:
-    """The throw-away broker the dev overlay runs next to the worker."""
+    """A throw-away message broker the dev overlay runs: the worker's, or the channels' Redis."""
 
     # Its Deployment, Service, NetworkPolicy and `app.kubernetes.io/name` label.
     name: str
@@ -168,6 +174,33 @@ def worker_facts(answers: Mapping[str, object]) -> Worker | None:
 
 
 @dataclass(frozen=True)
+class Channels:
+    """The WebSocket channels of the web pods, fanned out between pods through Redis."""
+
+    redis_port: int
+    # The connections per pod autoscaling=keda aims at.
+    connections_per_pod: int
+    dev_redis: DevBroker
+
+
+def channels_facts(answers: Mapping[str, object]) -> Channels | None:
+    if answers.get("websockets") != "yes":
+        return None
+    return Channels(
+        redis_port=REDIS_PORT,
+        connections_per_pod=CONNECTIONS_PER_POD,
+        dev_redis=DevBroker(
+            name="redis",
+            image="redis:8.2",
+            port=REDIS_PORT,
+            user_id=999,
+            url_template=f"redis://default:{{password}}@redis:{REDIS_PORT}/0",
+            password_key="REDIS_PASSWORD",  # noqa: S106 - a variable name
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Facts:
     # Variables the Kubernetes Secret holds.
     secret_names: tuple[str, ...]
@@ -184,6 +217,8 @@ class Facts:
     dev_database: DevDatabase | None = None
     # The event consumer's Deployment; None with worker=none.
     worker: Worker | None = None
+    # The WebSocket channels; None with websockets=no.
+    channels: Channels | None = None
 
     @property
     def has_secrets(self) -> bool:
@@ -196,8 +231,13 @@ class Facts:
 
     @property
     def worker_secret_names(self) -> tuple[str, ...]:
-        """What the worker pods read from the Secret: the management URL is KEDA's alone."""
-        return tuple(name for name in self.secret_names if name != MANAGEMENT_URL_VARIABLE)
+        """What the worker pods read from the Secret: the management URL is KEDA's alone, and
+        Redis is the channels' alone."""
+        return tuple(
+            name
+            for name in self.secret_names
+            if name not in (MANAGEMENT_URL_VARIABLE, REDIS_SECRET_NAME)
+        )
 
     @property
     def has_database(self) -> bool:
@@ -219,6 +259,9 @@ def derive(answers: Mapping[str, object]) -> Facts:
         if worker.broker == "rabbitmq" and answers.get("autoscaling") == "keda":
             # KEDA counts unacknowledged messages through the management API only.
             secret_names.append(MANAGEMENT_URL_VARIABLE)
+    channels = channels_facts(answers)
+    if channels is not None:
+        secret_names.append(REDIS_SECRET_NAME)
     migrate_command: tuple[str, ...] = ()
     if database in DATABASE_PORTS:
         migrate_command = (
@@ -234,6 +277,7 @@ def derive(answers: Mapping[str, object]) -> Facts:
         requests_per_pod=REQUESTS_PER_WORKER.get(str(framework)),
         dev_database=dev_database(database, str(answers.get("package_name", ""))),
         worker=worker,
+        channels=channels,
     )
 
 

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from .facts import DATABASE_URL_VARIABLES, derive
+from .facts import DATABASE_URL_VARIABLES, REDIS_SECRET_NAME, derive
 
 DEV_SECRETS = Path("k8s", "overlays", "dev", "secrets.env")
 DEV_SECRETS_HEADER = (
@@ -38,8 +38,8 @@ def local_secrets(answers: Mapping[str, object]) -> dict[str, str]:
 
 
 def dev_overlay_secrets(answers: Mapping[str, object]) -> dict[str, str]:
-    """What the dev overlay's Secret holds: the app's secrets and the passwords of its database
-    and broker."""
+    """What the dev overlay's Secret holds: the app's secrets and the passwords of its database,
+    broker and Redis."""
     facts = derive(answers)
     values = {}
     if database := facts.dev_database:
@@ -56,6 +56,11 @@ def dev_overlay_secrets(answers: Mapping[str, object]) -> dict[str, str]:
         management_url = broker.management_url(password)
         if management_url is not None and "RABBITMQ_MANAGEMENT_URL" in facts.secret_names:
             values["RABBITMQ_MANAGEMENT_URL"] = management_url
+    if facts.channels is not None:
+        redis = facts.channels.dev_redis
+        password = secrets.token_urlsafe(24)
+        values[REDIS_SECRET_NAME] = redis.url(password)
+        values[str(redis.password_key)] = password
     if "SECRET_KEY" in facts.secret_names:
         # Not the .env one: a key is never shared between two environments.
         values["SECRET_KEY"] = secret_key()

@@ -73,8 +73,9 @@ def combination_key(answers: Mapping[str, object], options: Iterable[str]) -> st
 def shipped_lock_set(answers: Mapping[str, object]) -> Path:
     """The directory holding the tested lock pair whose options match these answers.
 
-    Options that never change the dependencies (python_version: the locks are universal) name
-    no lock set, so answers to them are not looked at.
+    Options that never change the dependencies (ingress, ci and the like) name no lock set, so
+    answers to them are not looked at; the locks are universal, for every Python the image may
+    use.
     """
     try:
         index = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
@@ -176,8 +177,8 @@ def naming_options(
     """The options whose answers decide the dependency set, in `options` order.
 
     `inputs_by_combination` pairs each combination's answers with a key of its dependency
-    inputs. An option with several values that never changes the inputs (python_version, as the
-    locks are universal) is left out; a single-valued one stays, to keep lock set names telling.
+    inputs. An option with several values that never changes the inputs (ingress, say) is left
+    out; a single-valued one stays, to keep lock set names telling.
     """
     naming = [
         option

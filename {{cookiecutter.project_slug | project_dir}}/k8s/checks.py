@@ -3,17 +3,21 @@
 Each check takes the overlay's resources and yields a Finding for every mistake: selectors that
 match no pods, dangling references, ports that do not exist (probes, Services, scrape
 annotations, PodMonitors), autoscalers that miss their target, fight over it or disagree with the
-disruption budget, a termination budget that does not add up, pods that do not run as the
-image's user. `k8s/validate.py` runs them all.
+disruption budget, NetworkPolicies that block what a `*_URL` setting names, a termination budget
+that does not add up, pods that do not run as the image's user{% if cookiecutter.websockets == "yes" %}, WebSocket limits that the
+autoscaler or the Ingress contradict{% endif %}. `k8s/validate.py` runs them all.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 # Seconds gunicorn's master needs after its workers' graceful timeout to exit on its own.
 MIN_TERMINATION_MARGIN = 1
@@ -35,6 +39,21 @@ AUTOSCALER_MAXIMUM = {HPA: ("maxReplicas", 1), SCALED_OBJECT: ("maxReplicaCount"
 {%- endif %}
 # The namespace a PromQL selector names, as in `metric{namespace="shop"}`.
 QUERY_NAMESPACE = re.compile(r'\bnamespace="([^"]*)"')
+# The pods' `app.kubernetes.io/name` label as Prometheus names it (the PodMonitor's
+# podTargetLabels), in a PromQL selector.
+QUERY_APP = re.compile(r'\bapp_kubernetes_io_name="([^"]*)"')
+{%- if cookiecutter.websockets == "yes" %}
+# The gauge of open WebSocket connections, and ingress-nginx's per-connection timeouts with their
+# default: a WebSocket through it is cut after that long without a read, or a write.
+CONNECTIONS_METRIC = "websocket_connections"
+PROXY_TIMEOUTS = (
+    "nginx.ingress.kubernetes.io/proxy-read-timeout",
+    "nginx.ingress.kubernetes.io/proxy-send-timeout",
+)
+PROXY_TIMEOUT_DEFAULT = 60
+{%- endif %}
+# How a Service's name continues in a host name within the cluster: `name.namespace.svc...`.
+CLUSTER_DOMAINS = ([], ["svc"], ["svc", "cluster", "local"])
 PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 VOLUME_SOURCES = (("configMap", "ConfigMap", "name"), ("secret", "Secret", "secretName"))
@@ -225,7 +244,7 @@ def check_autoscaling(manifests: Manifests) -> CheckResult:
                 f" fight over its replicas{owner}",
             )
     for scaled_object in manifests.of_kind(SCALED_OBJECT):
-        yield from scaled_object_problems(scaled_object)
+        yield from scaled_object_problems(manifests, scaled_object)
 {%- if cookiecutter.worker == "kafka" %}
     yield from partition_problems(manifests)
 
@@ -250,19 +269,30 @@ def partition_problems(manifests: Manifests) -> CheckResult:
 {%- endif %}
 
 
-def scaled_object_problems(scaled_object: dict) -> CheckResult:
+def scaled_object_problems(manifests: Manifests, scaled_object: dict) -> CheckResult:
     """What KEDA would refuse or silently get wrong in one ScaledObject."""
     spec = scaled_object.get("spec", {})
     namespace = scaled_object["metadata"].get("namespace")
     triggers = spec.get("triggers", [])
+    target = manifests.target_of(scaled_object)
+    app = pod_labels(target).get("app.kubernetes.io/name") if target else None
     for index, trigger in enumerate(triggers):
+        if trigger.get("type") != "prometheus":
+            continue
         query = trigger.get("metadata", {}).get("query", "")
-        named = QUERY_NAMESPACE.findall(query) if trigger.get("type") == "prometheus" else []
+        named = QUERY_NAMESPACE.findall(query)
         if namespace and any(name != namespace for name in named):
             yield Finding(
                 scaled_object,
                 f"triggers[{index}]: the query counts pods of namespace {named[0]!r}, not of"
                 f" {namespace!r}, where the ScaledObject and its target live",
+            )
+        counted = QUERY_APP.findall(query)
+        if app and any(name != app for name in counted):
+            yield Finding(
+                scaled_object,
+                f"triggers[{index}]: the query counts pods labelled app.kubernetes.io/name"
+                f" {counted[0]!r}, not {ref(target)}'s {app!r}: it would scale on another app",
             )
     # KEDA applies a fallback only through a trigger other than cpu or memory with an
     # AverageValue target (its default); cpu and memory triggers cannot fall back.
@@ -507,6 +537,267 @@ def environment_value(
     return None
 
 
+def secret_value(secret: dict, key: str) -> str | None:
+    if key in secret.get("stringData", {}):
+        return secret["stringData"][key]
+    try:
+        return base64.b64decode(secret.get("data", {})[key]).decode()
+    except (KeyError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def settings_of(manifests: Manifests, workload: dict, container: dict) -> dict[str, str]:
+    """The container's environment as far as the manifests hold it: values, ConfigMaps, Secrets."""
+    namespace = workload["metadata"].get("namespace")
+    values: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if reference := source.get("configMapRef"):
+            config = manifests.find("ConfigMap", reference["name"], namespace) or {}
+            values.update(config.get("data", {}))
+        elif reference := source.get("secretRef"):
+            secret = manifests.find("Secret", reference["name"], namespace) or {}
+            keys = {**secret.get("data", {}), **secret.get("stringData", {})}
+            values.update({key: secret_value(secret, key) or "" for key in keys})
+    for variable in container.get("env", []):
+        value_from = variable.get("valueFrom", {})
+        if "value" in variable:
+            values[variable["name"]] = variable["value"]
+        elif reference := value_from.get("configMapKeyRef"):
+            config = manifests.find("ConfigMap", reference["name"], namespace) or {}
+            if reference["key"] in config.get("data", {}):
+                values[variable["name"]] = config["data"][reference["key"]]
+        elif reference := value_from.get("secretKeyRef"):
+            secret = manifests.find("Secret", reference["name"], namespace) or {}
+            if (value := secret_value(secret, reference["key"])) is not None:
+                values[variable["name"]] = value
+    return values
+
+
+def url_endpoints(value: str) -> list[tuple[str, int]]:
+    """The (host, port) pairs a URL setting names with an explicit port: `scheme://user@host:port/`,
+    several hosts separated by commas, or `host:port,host:port` without a scheme."""
+    netloc = urlsplit(value).netloc.rpartition("@")[2] if "://" in value else value
+    endpoints = []
+    for item in netloc.split(","):
+        try:
+            parts = urlsplit(f"//{item.strip()}")
+            port = parts.port
+        except ValueError:
+            continue
+        if parts.hostname and port is not None:
+            endpoints.append((parts.hostname, port))
+    return endpoints
+
+
+def service_for_host(manifests: Manifests, host: str, namespace: str | None) -> dict | None:
+    """The Service of these manifests a host name reaches: `name`, `name.namespace`, ..."""
+    name, *rest = host.split(".")
+    if rest and rest[1:] not in CLUSTER_DOMAINS:
+        return None
+    return manifests.find("Service", name, rest[0] if rest else namespace)
+
+
+def selects_all(selector: dict | None) -> bool:
+    """A NetworkPolicy's empty podSelector: every pod of the namespace."""
+    return not (selector or {}).get("matchLabels") and not (selector or {}).get("matchExpressions")
+
+
+def policies_of(manifests: Manifests, workload: dict, direction: str) -> list[dict]:
+    """The NetworkPolicies that restrict the workload's pods in this direction."""
+    namespace = workload["metadata"].get("namespace")
+    found = []
+    for policy in manifests.of_kind("NetworkPolicy"):
+        spec = policy["spec"]
+        types = spec.get("policyTypes") or ["Ingress"] + (["Egress"] if "egress" in spec else [])
+        selector = spec.get("podSelector")
+        if (
+            policy["metadata"].get("namespace") == namespace
+            and direction in types
+            and (selects_all(selector) or selects(selector, pod_labels(workload)))
+        ):
+            found.append(policy)
+    return found
+
+
+def rules_of(policies: list[dict], direction: str) -> list[dict]:
+    """The rules of these policies in one direction: `ingress` or `egress`."""
+    return [rule for policy in policies for rule in policy["spec"].get(direction, [])]
+
+
+def rule_allows_port(rule: dict, number: int, name: str | None) -> bool:
+    ports = rule.get("ports") or [{}]
+    for port in ports:
+        value = port.get("port")
+        if value is None or value == number or (name is not None and value == name):
+            return True
+        if isinstance(value, int) and value <= number <= port.get("endPort", value):
+            return True
+    return False
+
+
+def peer_admits(peer: dict, workload: dict | None) -> bool:
+    """Whether a rule's peer may be the given pods; peers in other namespaces or address
+    ranges, and pods these manifests do not hold, are given the benefit of the doubt."""
+    if workload is None or "podSelector" not in peer or "namespaceSelector" in peer:
+        return True
+    return selects_all(peer["podSelector"]) or selects(peer["podSelector"], pod_labels(workload))
+
+
+def allowed(
+    rules: list[dict], peer_key: str, peer: dict | None, number: int, name: str | None
+) -> bool:
+    """Whether a rule lets the port through, to or from (peer_key) the peer's pods."""
+    return any(
+        rule_allows_port(rule, number, name)
+        and (not rule.get(peer_key) or any(peer_admits(p, peer) for p in rule[peer_key]))
+        for rule in rules
+    )
+
+
+def target_port(service: dict, port: int, workload: dict) -> tuple[int, str | None] | None:
+    """The container port (number, name) a Service port leads to in one of its workloads."""
+    for entry in service["spec"].get("ports", []):
+        if entry.get("port") != port:
+            continue
+        target = entry.get("targetPort", port)
+        for container in containers(workload, init=False):
+            for declared in container.get("ports", []):
+                if target in (declared["containerPort"], declared.get("name")):
+                    return declared["containerPort"], declared.get("name")
+        return (target, None) if isinstance(target, int) else None
+    return None
+
+
+def url_settings(manifests: Manifests, workload: dict) -> Iterator[tuple[str, str, int]]:
+    """(where, host, port) for every host a `*_URL` setting of the pods names with a port."""
+    for container in containers(workload, init=False):
+        for setting, value in sorted(settings_of(manifests, workload, container).items()):
+            if not setting.endswith("_URL"):
+                continue
+            for host, port in url_endpoints(value):
+                yield f"container {container['name']}: {setting} names {host}:{port}", host, port
+
+
+def check_reachability(manifests: Manifests) -> CheckResult:
+    """Every `*_URL` setting's host and port are reachable through the NetworkPolicies: out of
+    the pods, and, for a Service of these manifests, into the pods behind it."""
+    for workload in manifests.workloads:
+        namespace = workload["metadata"].get("namespace")
+        egress = policies_of(manifests, workload, "Egress")
+        for where, host, port in url_settings(manifests, workload):
+            service = service_for_host(manifests, host, namespace)
+            if service is None:
+                if egress and not allowed(rules_of(egress, "egress"), "to", None, port, None):
+                    yield Finding(
+                        workload,
+                        f"{where}, but no egress rule of {ref(egress[0])} lets its pods out to"
+                        f" port {port}",
+                    )
+                continue
+            selector = {"matchLabels": service["spec"].get("selector", {})}
+            servers = manifests.selected(selector, service["metadata"].get("namespace"))
+            reached = [(s, target_port(service, port, s)) for s in servers]
+            if not any(target for _, target in reached):
+                yield Finding(workload, f"{where}, but {ref(service)} has no port {port}")
+                continue
+            yield from reachability_problems(manifests, workload, egress, where, reached)
+
+
+def reachability_problems(
+    manifests: Manifests,
+    client: dict,
+    egress: list[dict],
+    where: str,
+    reached: list[tuple[dict, tuple[int, str | None] | None]],
+) -> CheckResult:
+    """Whether the client's pods may connect to the pods behind a Service, on the port the
+    Service leads to (NetworkPolicies see the pod's port, not the Service's)."""
+    for server, target in reached:
+        if target is None:
+            continue
+        number, name = target
+        if egress and not allowed(rules_of(egress, "egress"), "to", server, number, name):
+            yield Finding(
+                client,
+                f"{where}, but no egress rule of {ref(egress[0])} lets its pods reach"
+                f" {ref(server)} on port {number}",
+            )
+        ingress = policies_of(manifests, server, "Ingress")
+        if ingress and not allowed(rules_of(ingress, "ingress"), "from", client, number, name):
+            yield Finding(
+                client,
+                f"{where}, but {ref(ingress[0])} admits no connection from its pods to"
+                f" {ref(server)} on port {number}",
+            )
+
+
+{%- if cookiecutter.websockets == "yes" %}
+
+
+def workers_per_pod(container: dict) -> int:
+    """WEB_CONCURRENCY as the Deployment sets it: the CPU limit, rounded up (divisor 1)."""
+    limit = str(container.get("resources", {}).get("limits", {}).get("cpu", "1"))
+    cores = int(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+    return max(1, math.ceil(cores))
+
+
+def check_websockets(manifests: Manifests) -> CheckResult:
+    """The WebSocket limits agree with what is in front of the pods and what scales them: the
+    connections trigger aims below what a pod holds, the Ingress outlasts the connection age."""
+    for scaled_object in manifests.of_kind(SCALED_OBJECT):
+        workload = manifests.target_of(scaled_object)
+        if workload is None:
+            continue
+        for index, trigger in enumerate(scaled_object["spec"].get("triggers", [])):
+            metadata = trigger.get("metadata", {})
+            if CONNECTIONS_METRIC not in metadata.get("query", ""):
+                continue
+            for container in containers(workload, init=False):
+                value = settings_of(manifests, workload, container).get("WS_MAX_CONNECTIONS")
+                if value is None or not value.isdigit():
+                    continue
+                held = int(value) * workers_per_pod(container)
+                if float(metadata.get("threshold", 0)) >= held:
+                    yield Finding(
+                        scaled_object,
+                        f"triggers[{index}]: threshold {metadata.get('threshold')} connections per"
+                        f" pod is not below what a pod of {ref(workload)} holds (WS_MAX_CONNECTIONS"
+                        f" {value} x {workers_per_pod(container)} worker(s)): pods would refuse"
+                        " connections before any is added",
+                    )
+    for ingress in manifests.of_kind("Ingress"):
+        namespace = ingress["metadata"].get("namespace")
+        annotations = ingress["metadata"].get("annotations", {})
+        for rule in ingress["spec"].get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                name = path.get("backend", {}).get("service", {}).get("name")
+                service = manifests.find("Service", name, namespace)
+                if service is None:
+                    continue  # check_ports names it
+                selector = {"matchLabels": service["spec"].get("selector", {})}
+                for workload in manifests.selected(selector, namespace):
+                    yield from proxy_timeout_problems(manifests, ingress, annotations, workload)
+
+
+def proxy_timeout_problems(
+    manifests: Manifests, ingress: dict, annotations: dict, workload: dict
+) -> CheckResult:
+    for container in containers(workload, init=False):
+        age = settings_of(manifests, workload, container).get("WS_MAX_CONNECTION_AGE")
+        if age is None or not age.isdigit():
+            continue
+        for annotation in PROXY_TIMEOUTS:
+            timeout = annotations.get(annotation, str(PROXY_TIMEOUT_DEFAULT))
+            if timeout.isdigit() and int(timeout) < int(age):
+                yield Finding(
+                    ingress,
+                    f"{annotation} {timeout} s is below WS_MAX_CONNECTION_AGE {age} s of"
+                    f" {ref(workload)}: the proxy, rather than the app's ping and age limits,"
+                    " could end a connection",
+                )
+{%- endif %}
+
+
 def gunicorn_default_graceful_timeout(project: Path) -> int:
     """The default in gunicorn.conf.py, or gunicorn's own (30 s) without one."""
     config = project / "gunicorn.conf.py"
@@ -638,6 +929,10 @@ CHECKS: tuple[Callable[[Manifests], CheckResult], ...] = (
     check_disruption_budget,
     check_ports,
     check_references,
+    check_reachability,
+{%- if cookiecutter.websockets == "yes" %}
+    check_websockets,
+{%- endif %}
     check_termination_budget,
     check_image_user,
     check_init_containers,

@@ -10,7 +10,8 @@ Every overlay in k8s/overlays/ is
    (`k8s/custom_resources.py`), and with `kubeconform -strict` when it is on PATH;
 4. checked for what schemas cannot see (`k8s/checks.py`, next to this script): selectors match
    the pods, references resolve, ports exist, the autoscaler and the disruption budget agree,
-   the termination budget holds, and the pods run as the image's user.
+   the NetworkPolicies let through what the `*_URL` settings name, the termination budget
+   holds, and the pods run as the image's user.
 
 Unknown kinds, removed APIs and duplicate YAML keys are errors. What a missing tool would have
 checked is named in one line, never skipped silently. Without kubectl nothing is built: the

@@ -1,5 +1,6 @@
+{%- set lifespan = cookiecutter.database != "none" or cookiecutter.websockets == "yes" -%}
 import gc
-{%- if cookiecutter.database != "none" %}
+{%- if lifespan %}
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 {%- endif %}
@@ -10,7 +11,13 @@ import structlog
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
+{% if cookiecutter.websockets == "yes" -%}
+from {{ cookiecutter.package_name }}.api.routes import channels, health, items
+from {{ cookiecutter.package_name }}.channels.hub import ChannelHub
+from {{ cookiecutter.package_name }}.channels.schemas import CloseCode
+{% else -%}
 from {{ cookiecutter.package_name }}.api.routes import health, items
+{% endif -%}
 from {{ cookiecutter.package_name }}.core import tracing
 {%- if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.core.db import create_engine, create_sessionmaker
@@ -21,12 +28,20 @@ from {{ cookiecutter.package_name }}.core.errors import install_error_handlers
 from {{ cookiecutter.package_name }}.core.limits import RequestLimitsMiddleware
 from {{ cookiecutter.package_name }}.core.logging_config import configure_logging
 from {{ cookiecutter.package_name }}.core.middleware import EdgeMiddleware
+{%- if cookiecutter.websockets == "yes" %}
+from {{ cookiecutter.package_name }}.core.redis import create_redis
+{%- endif %}
 from {{ cookiecutter.package_name }}.core.settings import Settings, get_settings
+{%- if cookiecutter.websockets == "yes" %}
+from {{ cookiecutter.package_name }}.core.shutdown import on_drain_end
+{%- endif %}
 {%- if cookiecutter.database == "none" %}
 from {{ cookiecutter.package_name }}.store import ItemStore
 {%- else %}
 
 logger = structlog.get_logger(__name__)
+{%- endif %}
+{%- if lifespan %}
 
 
 @asynccontextmanager
@@ -39,20 +54,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     logger.info("database pool created", pool_size=settings.database_pool_size)
-    try:
-        yield
-    finally:
-        await engine.dispose()
-        logger.info("database pool disposed")
 {%- elif cookiecutter.database == "mongodb" %}
     if app.state.tracer_provider is not None:
         tracing.instrument_client(app.state.tracer_provider)
     client = create_client(settings)
     app.state.database = client[settings.mongodb_database]
     logger.info("database client created", max_pool_size=settings.mongodb_max_pool_size)
+{%- endif %}
+{%- if cookiecutter.websockets == "yes" %}
+    redis = create_redis(settings)
+    hub = ChannelHub(
+        redis, timeout=settings.redis_timeout, max_message_bytes=settings.ws_max_message_bytes
+    )
+    await hub.start()
+    app.state.hub = hub
+    # When the worker's drain ends (core/worker.py), before the server's own shutdown.
+    remove_drain_hook = on_drain_end(
+        lambda: hub.close_all(CloseCode.SERVICE_RESTART, "server restarting")
+    )
+{%- endif %}
     try:
         yield
     finally:
+{%- if cookiecutter.websockets == "yes" %}
+        remove_drain_hook()
+        await hub.stop()
+        await redis.aclose()
+{%- endif %}
+{%- if cookiecutter.database == "postgresql" %}
+        await engine.dispose()
+        logger.info("database pool disposed")
+{%- elif cookiecutter.database == "mongodb" %}
         await client.close()
         logger.info("database client closed")
 {%- endif %}
@@ -68,7 +100,11 @@ def create_app(
     # production the API's map is not handed to every client unless API_DOCS says so.
     openapi_url = "/openapi.json" if settings.serve_api_docs else None
 {%- if cookiecutter.database == "none" %}
+{%- if cookiecutter.websockets == "yes" %}
+    app = FastAPI(title=settings.app_name, openapi_url=openapi_url, lifespan=lifespan)
+{%- else %}
     app = FastAPI(title=settings.app_name, openapi_url=openapi_url)
+{%- endif %}
     app.state.settings = settings
     app.state.items = ItemStore(max_items=settings.max_items)
 {%- else %}
@@ -78,6 +114,9 @@ def create_app(
 {%- endif %}
     app.include_router(health.router)
     app.include_router(items.router)
+{%- if cookiecutter.websockets == "yes" %}
+    app.include_router(channels.router)
+{%- endif %}
     install_error_handlers(app)
     # The last added runs first: the edge (request id, access event, last-resort 500), then limits.
     app.add_middleware(

@@ -1,4 +1,8 @@
+{% if cookiecutter.websockets == "yes" -%}
+"""The request and WebSocket metrics, recorded by each worker (README, "Metrics").
+{%- else -%}
 """The request metrics, recorded by each worker (README, "Metrics").
+{%- endif %}
 
 gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR, so prometheus-client keeps every worker's values
 in files of its own there, and the master adds them up for each scrape (core/metrics_server.py).
@@ -44,6 +48,25 @@ IN_FLIGHT = Gauge(
     "Requests received and not yet answered, probes excluded.",
     multiprocess_mode="livesum",
 )
+
+{%- if cookiecutter.websockets == "yes" %}
+WEBSOCKET_CONNECTIONS = Gauge(
+    "websocket_connections",
+    "Open WebSocket connections.",
+    multiprocess_mode="livesum",
+)
+WEBSOCKET_MESSAGES_SENT = Counter(
+    "websocket_messages_sent",
+    "Message frames sent, or queued to be sent, to WebSocket clients.",
+)
+# The codes the server closes with (README, "Real-time channels"), and "client" for every close
+# the client started: its codes are its own, and would add series.
+WEBSOCKET_CLOSES = Counter(
+    "websocket_closes",
+    "WebSocket connections closed, by close code; client: closed by the client.",
+    ["code"],
+)
+{%- endif %}
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:

@@ -10,6 +10,9 @@ import httpx
 import pytest
 
 from {{ cookiecutter.package_name }}.core.settings import Settings
+{% if cookiecutter.websockets == "yes" -%}
+from tests.redis_server import require_redis
+{% endif -%}
 from tests.support import (
     NO_SERVER,
     SERVER_URL,
@@ -73,3 +76,11 @@ async def mongodb_client(
     )
     async with serve(settings) as client:
         yield client
+{%- if cookiecutter.websockets == "yes" %}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_url() -> str:
+    """Every app here runs the channels' hub, on the Redis at REDIS_URL."""
+    return require_redis()
+{%- endif %}

@@ -8,8 +8,16 @@ async def test_health_answers(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
+{% if cookiecutter.websockets == "yes" -%}
+async def test_ready_when_redis_answers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"redis": "ok"}}
+{%- else -%}
 async def test_ready_checks_nothing_but_the_process(client: httpx.AsyncClient) -> None:
     response = await client.get("/ready")
 
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {}}
+{%- endif %}

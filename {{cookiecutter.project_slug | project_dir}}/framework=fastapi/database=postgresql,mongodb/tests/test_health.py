@@ -33,7 +33,11 @@ async def test_ready_when_the_database_answers(client: httpx.AsyncClient) -> Non
 {%- endif %}
 
     assert response.status_code == 200
+{%- if cookiecutter.websockets == "yes" %}
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+{%- else %}
     assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
+{%- endif %}
 
 {% if cookiecutter.database == "mongodb" %}
 async def test_not_ready_and_fast_when_the_database_is_unreachable(settings: Settings) -> None:

@@ -72,6 +72,30 @@ class Settings(BaseSettings):
 
     ready_timeout: float = Field(default=1.0, gt=0)
 {%- endif %}
+{%- if cookiecutter.websockets == "yes" %}
+{%- if cookiecutter.database == "none" %}
+    ready_timeout: float = Field(default=1.0, gt=0)
+{%- endif %}
+
+    # The channels' Redis (README, "Real-time channels").
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Seconds to connect and to answer a command: publishing to an unreachable Redis fails fast.
+    redis_timeout: float = Field(default=2.0, gt=0)
+    # Larger frames and messages are refused: closed with 1009, or 413 over HTTP.
+    ws_max_message_bytes: int = Field(default=65_536, gt=0)
+    # Messages waiting for one client before it is closed with 4008 (too slow).
+    ws_send_queue_size: int = Field(default=256, ge=1)
+    # Seconds between pings, below the 60 s that proxies let a silent connection idle; a client
+    # that does not answer one within WS_PING_TIMEOUT is dropped.
+    ws_ping_interval: float = Field(default=20.0, gt=0)
+    ws_ping_timeout: float = Field(default=20.0, gt=0)
+    # Seconds a connection lasts at most (less up to 10%), so clients spread onto new pods.
+    ws_max_connection_age: float = Field(default=3600.0, gt=0)
+    # Per worker process; beyond it new clients are closed with 1013 (try again later).
+    ws_max_connections: int = Field(default=8_000, ge=1)
+    # Off: compression costs CPU on every broadcast and memory on every connection.
+    ws_per_message_deflate: bool = False
+{%- endif %}
     # Seconds a worker keeps serving after SIGTERM while /ready reports 503.
     shutdown_drain_seconds: float = Field(default=5.0, ge=0)
 

@@ -1,4 +1,23 @@
-{% if cookiecutter.database == "postgresql" -%}
+{% if cookiecutter.database == "postgresql" and cookiecutter.websockets == "yes" -%}
+"""Probes: liveness touches nothing, readiness checks the database and Redis, time-boxed.
+
+HEAD is answered like GET (core/middleware.py), as probes and load balancers may use either.
+"""
+
+import asyncio
+{%- elif cookiecutter.database == "mongodb" and cookiecutter.websockets == "yes" -%}
+"""Probes: liveness touches nothing, readiness pings the database and Redis, time-boxed.
+
+HEAD is answered like GET (core/middleware.py), as probes and load balancers may use either.
+"""
+
+import asyncio
+{%- elif cookiecutter.websockets == "yes" -%}
+"""Probes: liveness touches nothing, readiness pings Redis under a short time box.
+
+HEAD is answered like GET (core/middleware.py), as probes and load balancers may use either.
+"""
+{%- elif cookiecutter.database == "postgresql" -%}
 """Probes: liveness touches nothing, readiness checks the database under a short time box.
 
 HEAD is answered like GET (core/middleware.py), as probes and load balancers may use either.
@@ -20,7 +39,7 @@ HEAD is answered like GET (core/middleware.py), as probes and load balancers may
 {%- endif %}
 
 import structlog
-{%- if cookiecutter.database == "none" %}
+{%- if cookiecutter.database == "none" and cookiecutter.websockets == "no" %}
 from fastapi import APIRouter
 {%- else %}
 from fastapi import APIRouter, Request
@@ -56,7 +75,16 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", responses={503: {"description": "Not ready: the failing check says why"}})
-{%- if cookiecutter.database == "none" %}
+{%- if cookiecutter.database == "none" and cookiecutter.websockets == "yes" %}
+async def ready(request: Request) -> JSONResponse:
+    settings = request.app.state.settings
+    if is_draining():
+        return not_ready("shutdown", "draining")
+    reason = await request.app.state.hub.unready_reason(settings.ready_timeout)
+    if reason is not None:
+        return not_ready("redis", reason)
+    return JSONResponse({"status": "ready", "checks": {"redis": "ok"}})
+{%- elif cookiecutter.database == "none" %}
 async def ready() -> JSONResponse:
     if is_draining():
         return not_ready("shutdown", "draining")
@@ -93,7 +121,14 @@ async def ready(request: Request) -> JSONResponse:
 {%- else %}
         return not_ready("database", type(exc).__name__)
 {%- endif %}
+{%- if cookiecutter.websockets == "yes" %}
+    reason = await request.app.state.hub.unready_reason(settings.ready_timeout)
+    if reason is not None:
+        return not_ready("redis", reason)
+    return JSONResponse({"status": "ready", "checks": {"database": "ok", "redis": "ok"}})
+{%- else %}
     return JSONResponse({"status": "ready", "checks": {"database": "ok"}})
+{%- endif %}
 {%- endif %}
 
 
