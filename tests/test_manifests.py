@@ -413,6 +413,16 @@ def selected_by(selector: dict, workloads: list[dict]) -> list[str]:
     ]
 
 
+def egress_peers(egress: list[dict], workloads: list[dict]) -> dict[int, list[list[str]]]:
+    """{port: the workloads each peer of its rule selects}, for the rules narrowed with `to:`."""
+    return {
+        port["port"]: [selected_by(peer["podSelector"], workloads) for peer in rule["to"]]
+        for rule in egress
+        for port in rule["ports"]
+        if "to" in rule
+    }
+
+
 @pytest.mark.parametrize("answers", database_answers(), ids=pair_id)
 def test_dev_network_policies_let_the_app_reach_the_dev_database_and_nothing_else(
     built: Callable, answers: dict[str, str]
@@ -1080,12 +1090,7 @@ def test_dev_overlay_brings_a_broker_that_only_the_worker_reaches(
     assert policy.get("egress", []) == []
     # Out, the worker reaches the overlay's own database and broker only; the database admits it.
     egress = named(resources, "NetworkPolicy", facts.worker.name)["spec"]["egress"]
-    reached = {
-        port["port"]: [selected_by(peer["podSelector"], workloads) for peer in rule["to"]]
-        for rule in egress
-        for port in rule["ports"]
-        if "to" in rule
-    }
+    reached = egress_peers(egress, workloads)
     assert reached == {
         facts.database_port: [[facts.dev_database.name]],
         facts.worker.broker_port: [[broker.name]],
@@ -1260,12 +1265,7 @@ def test_dev_overlay_brings_a_redis_that_only_the_web_pods_reach(
     assert policy.get("egress", []) == []
     # Out, the web pods reach the overlay's own database and Redis, each on its own port only.
     egress = named(resources, "NetworkPolicy", "orders-service")["spec"]["egress"]
-    reached = {
-        port["port"]: [selected_by(peer["podSelector"], workloads) for peer in rule["to"]]
-        for rule in egress
-        for port in rule["ports"]
-        if "to" in rule
-    }
+    reached = egress_peers(egress, workloads)
     expected = {redis.port: [[redis.name]]}
     if facts.dev_database:
         expected[facts.database_port] = [[facts.dev_database.name]]
