@@ -18,7 +18,14 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from hooks.bakery import pins
-from testkit.locks import PLATFORMS, SUPPORTED_PYTHONS, install_locked, range_problems, read_lock
+from testkit.locks import (
+    PLATFORMS,
+    SUPPORTED_PYTHONS,
+    Pin,
+    install_locked,
+    range_problems,
+    read_lock,
+)
 from testkit.render import context_for, render
 from testkit.template import TEMPLATE_ROOT, defaults, supported_combinations
 
@@ -350,29 +357,48 @@ def test_installed_lock_set_has_exactly_the_recorded_modules(
     assert installed == recorded, f"run `{pins.MODULES_COMMAND}`"
 
 
-@pytest.mark.pins
-@pytest.mark.parametrize("name", LOCK_SETS)
-def test_each_lock_set_has_wheels_for_every_supported_python_and_platform(name: str) -> None:
-    """No compiler needed anywhere: the dev lock holds every runtime pin too."""
+def pinned_layers() -> list[list[Pin]]:
+    """Every distinct pin of the dev locks (which hold the runtime pins too), in as few lists as
+    keep one pin per package each: the lock sets share most releases."""
+    distinct = dict.fromkeys(
+        pin for name in LOCK_SETS for pin in read_lock(pins.PINS_DIR / name / pins.DEV_LOCK)
+    )
+    layers: list[dict[str, Pin]] = []
+    for pin in distinct:
+        layer = next((layer for layer in layers if pin.name not in layer), None)
+        if layer is None:
+            layers.append(layer := {})
+        layer[pin.name] = pin
+    return [list(layer.values()) for layer in layers]
 
-    def problem(python: str, platform: str) -> str | None:
-        check = [pins.find_uv(), "pip", "compile", pins.DEV_LOCK, "--no-deps", "--quiet"]
+
+def pin_line(pin: Pin) -> str:
+    marker = f" ; {pin.marker}" if pin.marker else ""
+    return f"{pin.name}=={pin.version}{marker} " + " ".join(f"--hash={h}" for h in pin.hashes)
+
+
+@pytest.mark.pins
+@pytest.mark.parametrize("python", SUPPORTED_PYTHONS)
+def test_every_pinned_release_has_wheels_for_every_supported_platform(
+    python: str, tmp_path: Path
+) -> None:
+    """No compiler needed anywhere: each file a lock's hashes allow, for each platform."""
+
+    def problem(layer: Path, platform: str) -> str | None:
+        check = [pins.find_uv(), "pip", "compile", str(layer), "--no-deps", "--quiet"]
         check += ["--only-binary", ":all:", "--python-version", python]
         check += ["--python-platform", platform, "--output-file", os.devnull]
         check += ["--no-python-downloads"]  # uv would fetch an interpreter it does not need
-        result = subprocess.run(
-            check,
-            cwd=pins.PINS_DIR / name,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        result = subprocess.run(check, capture_output=True, text=True, timeout=600, check=False)
         return (
             f"Python {python} on {platform}: {result.stderr.strip()}" if result.returncode else None
         )
 
-    targets = [(python, platform) for python in SUPPORTED_PYTHONS for platform in PLATFORMS]
+    layers = []
+    for number, layer in enumerate(pinned_layers()):
+        layers.append(tmp_path / f"pins-{number}.txt")
+        layers[-1].write_text("".join(f"{pin_line(pin)}\n" for pin in layer), encoding="utf-8")
+    targets = [(layer, platform) for layer in layers for platform in PLATFORMS]
     # Each check mostly waits for the package index, so they run side by side.
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         problems = [found for found in pool.map(lambda target: problem(*target), targets) if found]
