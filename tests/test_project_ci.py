@@ -54,6 +54,15 @@ def rendered_variants(relative_path: str, ci: str, directory: Path) -> list[Path
     return paths
 
 
+def valid_compose_services(answers: dict[str, str], tmp_path: Path) -> dict:
+    """The services of the rendered compose.yaml, once it passes the Compose specification."""
+    text = render("compose.yaml", answers)
+    (tmp_path / "compose.yaml").write_text(text, encoding="utf-8")
+    result = check_jsonschema("vendor.compose-spec", tmp_path / "compose.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return yaml.safe_load(text)["services"]
+
+
 def check_jsonschema(schema: str, *paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, paths)],
@@ -460,13 +469,9 @@ def test_smoke_job_also_asks_the_worker_whether_it_reached_its_broker(
 def test_compose_runs_the_worker_once_migrated_and_its_broker_is_healthy(
     answers: dict[str, str], tmp_path: Path
 ) -> None:
-    text = render("compose.yaml", answers)
-    (tmp_path / "compose.yaml").write_text(text, encoding="utf-8")
-    result = check_jsonschema("vendor.compose-spec", tmp_path / "compose.yaml")
-    assert result.returncode == 0, result.stdout + result.stderr
+    services = valid_compose_services(answers, tmp_path)
     facts = derive(context_for(answers))
     broker = facts.worker.dev_broker
-    services = yaml.safe_load(text)["services"]
     assert set(services) == {"db", "migrate", "app", "worker", broker.name}
     assert services[broker.name]["image"] == broker.image
     assert "healthcheck" in services[broker.name]
@@ -529,12 +534,8 @@ def test_ci_tests_run_next_to_redis_beside_the_database(answers: dict[str, str])
 def test_compose_starts_the_app_once_redis_is_healthy_and_points_it_there(
     answers: dict[str, str], tmp_path: Path
 ) -> None:
-    text = render("compose.yaml", answers)
-    (tmp_path / "compose.yaml").write_text(text, encoding="utf-8")
-    result = check_jsonschema("vendor.compose-spec", tmp_path / "compose.yaml")
-    assert result.returncode == 0, result.stdout + result.stderr
+    services = valid_compose_services(answers, tmp_path)
     redis = derive(context_for(answers)).channels.dev_redis
-    services = yaml.safe_load(text)["services"]
     assert services[redis.name]["image"] == redis.image
     assert "healthcheck" in services[redis.name]
     assert services[redis.name]["ports"] == [
@@ -552,12 +553,7 @@ def test_compose_starts_the_app_once_redis_is_healthy_and_points_it_there(
 def test_compose_runs_migrations_before_the_app_once_the_database_is_healthy(
     answers: dict[str, str], tmp_path: Path
 ) -> None:
-    text = render("compose.yaml", answers)
-    (tmp_path / "compose.yaml").write_text(text, encoding="utf-8")
-    result = check_jsonschema("vendor.compose-spec", tmp_path / "compose.yaml")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-    services = yaml.safe_load(text)["services"]
+    services = valid_compose_services(answers, tmp_path)
     if answers["database"] == "none":
         assert set(services) == {"app"}
         assert "depends_on" not in services["app"]
