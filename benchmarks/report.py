@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bake_time import TARGET_SECONDS as BAKE_TARGET_SECONDS
+from benchmarks.inference import HEALTH_P99_RATIO as INFERENCE_HEALTH_P99_RATIO
+from benchmarks.inference import THROUGHPUT_RATIO as INFERENCE_THROUGHPUT_RATIO
+from benchmarks.inference import health_p99_ratio as inference_health_ratio
+from benchmarks.inference import throughput_ratio as inference_throughput_ratio
 from benchmarks.matrix_time import TARGET_SECONDS as MATRIX_TARGET_SECONDS
 from benchmarks.websockets import (
     SLOW_CLIENT_P99_RATIO,
@@ -147,6 +151,8 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
         )
     if "websockets" in results:
         found += channels_verdicts(results["websockets"])
+    if "inference" in results:
+        found += inference_verdicts(results["inference"])
     if "bake" in results:
         seconds = median(results["bake"]["runs_seconds"])
         found.append(
@@ -200,6 +206,24 @@ def channels_verdicts(measured: dict[str, Any]) -> Iterator[Verdict]:
         f" <= {SLOW_CLIENT_P99_RATIO}x without",
         slow_client_ratio(measured),
         SLOW_CLIENT_P99_RATIO,
+    )
+
+
+def inference_verdicts(measured: dict[str, Any]) -> Iterator[Verdict]:
+    clients = measured["shape"]["clients"]
+    yield at_least(
+        f"Inference predictions/s >= {INFERENCE_THROUGHPUT_RATIO}x the naive endpoint's, one"
+        f" worker, {clients} clients",
+        inference_throughput_ratio(measured),
+        INFERENCE_THROUGHPUT_RATIO,
+    )
+    # Three decimals: a rendered p99 of milliseconds against the naive one's seconds.
+    value, limit = inference_health_ratio(measured), INFERENCE_HEALTH_P99_RATIO
+    yield Verdict(
+        f"Inference: `/health` p99 under that load <= {limit}x the naive endpoint's",
+        f"{value:.3f}x",
+        value <= limit,
+        f"{value - limit:.3f}x over",
     )
 
 
@@ -579,6 +603,62 @@ def channels_section(results: dict[str, Any]) -> Iterator[str]:
     yield ""
 
 
+def inference_section(results: dict[str, Any]) -> Iterator[str]:
+    measured = results.get("inference")
+    if not measured:
+        return
+    shape = measured["shape"]
+    rendered, naive = measured["rendered"]["runs"], measured["naive"]["runs"]
+    packages = ", ".join(f"{name} {version}" for name, version in measured["packages"].items())
+    loads = ", ".join(f"{value:.1f}" for value in measured["load_average_per_round"])
+    layers = " -> ".join(str(width) for width in shape["layers"])
+    yield "## Model inference: one rendered worker and the naive endpoint"
+    yield ""
+    yield (
+        f"Rendered: {measured['rendered']['description']}."
+        f" Naive: {measured['naive']['description']}. Both in the same venv ({packages}), on"
+        f" the same PyTorch MLP ({layers}) exported with"
+        f" `torch.onnx.export`, {measured['cpus']} usable CPUs, no CPU quota. Each run:"
+        f" {shape['clients']} clients on keep-alive connections POST batches of {shape['rows']}"
+        f" rows back to back, {shape['requests']:,} requests in all (a 503 waited out for its"
+        f" Retry-After), while a probe GETs `/health` every {shape['health_interval_ms']:.0f} ms."
+        " Predictions/s count 200s; latencies are theirs. Rounds:"
+        f" {shape['rounds']}, who goes first alternating (1-minute load average at each round:"
+        f" {loads}). Cells are medians with (min-max)."
+    )
+    yield ""
+    yield "| Measure | Rendered | Naive | Rendered / naive |"
+    yield "| --- | --- | --- | --- |"
+
+    def row(label: str, key: str, digits: int, headline: bool = False) -> str:
+        ours, theirs = field(rendered, key), field(naive, key)
+        value = f"{median(ours) / median(theirs):.2f}x" if median(theirs) else ""
+        if headline:
+            value = f"**{value}**"
+        return f"| {label} | {spread(ours, digits)} | {spread(theirs, digits)} | {value} |"
+
+    yield row("Predictions/s (batches answered 200)", "requests_per_s", 1, headline=True)
+    yield row("p50 latency of a prediction, ms", "p50_ms", 1)
+    yield row("p99 latency of a prediction, ms", "p99_ms", 1)
+    yield row("Slowest prediction, ms", "max_ms", 1)
+    yield row("`/health` p50 under load, ms", "health_p50_ms", 2)
+    yield row("`/health` p99 under load, ms", "health_p99_ms", 2, headline=True)
+    yield row("`/health` slowest under load, ms", "health_max_ms", 1)
+
+    def total(runs: list[dict[str, Any]], status: str) -> int:
+        return sum(run["statuses"].get(status, 0) for run in runs)
+
+    yield (
+        f"| Answered 503 at once (queue full), all runs | {total(rendered, '503'):,}"
+        f" | {total(naive, '503'):,} | |"
+    )
+    errors = {
+        name: sum(run["errors"] for run in runs) for name, runs in (("r", rendered), ("n", naive))
+    }
+    yield f"| Socket errors and timeouts | {errors['r']} | {errors['n']} | |"
+    yield ""
+
+
 def bake_section(results: dict[str, Any]) -> Iterator[str]:
     if "bake" not in results and "matrix" not in results:
         return
@@ -637,6 +717,7 @@ def markdown(results: dict[str, Any]) -> str:
     sections: list[Callable[[dict[str, Any]], Iterator[str]]] = [
         worker_section,
         channels_section,
+        inference_section,
         bake_section,
         fixes_section,
     ]

@@ -6,7 +6,8 @@
 when it is missing.) In order: bake and install the default FastAPI and Django projects, wait
 for a quiet machine, then measure serving side by side with the bare apps (benchmarks/serving.py),
 the event worker beside a bare consumer of the same library (benchmarks/worker.py), one worker's
-WebSocket channels beside a bare broadcast loop (benchmarks/websockets.py), the default bake
+WebSocket channels beside a bare broadcast loop (benchmarks/websockets.py), one worker's predict
+endpoint beside the naive one on the same model (benchmarks/inference.py), the default bake
 (benchmarks/bake_time.py) and the whole matrix (benchmarks/matrix_time.py).
 Loads are bounded in time and target loopback only. Exits 1 when a target is missed.
 """
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bake_time, matrix_time, report, serving, websockets, worker
+from benchmarks import bake_time, inference, matrix_time, report, serving, websockets, worker
 from testkit.template import COOKIECUTTER_JSON, TEMPLATE_ROOT, choice_options
 
 QUIET_LOAD = 1.0
@@ -189,6 +190,21 @@ def parse_arguments() -> argparse.Namespace:
         help="processes the clients are spread over",
     )
     parser.add_argument(
+        "--inference-clients",
+        type=int,
+        default=inference.Shape.clients,
+        help="concurrent clients of the predict benchmark (0: leave it out)",
+    )
+    parser.add_argument(
+        "--inference-requests",
+        type=int,
+        default=inference.Shape.requests,
+        help="predict requests per run, 503s included",
+    )
+    parser.add_argument(
+        "--inference-rounds", type=int, default=inference.Shape.rounds, help="rendered/naive pairs"
+    )
+    parser.add_argument(
         "--max-wait", type=float, default=900, help="seconds to wait for a quiet machine"
     )
     parser.add_argument(
@@ -229,6 +245,10 @@ def main() -> int:
         if arguments.websocket_clients:
             say("baking and installing framework=fastapi database=none websockets=yes")
             channels = websockets.deploy(workdir)
+        predictor = None
+        if arguments.inference_clients:
+            say("baking and installing framework=fastapi database=none inference=yes")
+            predictor = inference.deploy(workdir)
 
         waited, quiet = wait_for_quiet(arguments.max_wait)
         results["measured_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -268,6 +288,15 @@ def main() -> int:
             )
             results["websockets"] = websockets.compare(channels, channel_shape, workdir, say)
             results["websockets"]["load_average_after"] = list(os.getloadavg())
+        if predictor is not None:
+            say("model inference benchmark")
+            predict_shape = inference.Shape(
+                clients=arguments.inference_clients,
+                requests=arguments.inference_requests,
+                rounds=arguments.inference_rounds,
+            )
+            results["inference"] = inference.compare(predictor, predict_shape, workdir, say)
+            results["inference"]["load_average_after"] = list(os.getloadavg())
 
     say("default bake")
     results["bake"] = {"runs_seconds": bake_time.bake_timings(arguments.bake_runs)}

@@ -2,8 +2,9 @@
 
 The harness itself measures for minutes on a quiet machine and is not a test; this checks that
 it imports, reads wrk's output, and writes a report that states every target and its verdict.
-The channels benchmark also runs once for real on a small crowd (marker websockets): its
-measurement is client processes and servers that could rot without a synthetic number noticing.
+The channels benchmark also runs once for real on a small crowd (marker websockets), and the
+inference benchmark on a few requests (marker inference): their measurements are client loops
+and servers that could rot without a synthetic number noticing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks import report, run, serving, websockets
+from benchmarks import inference, report, run, serving, websockets
+from testkit.inference import small_classifier
 
 
 def load_runs(*requests_per_s: float, p99_ms: float = 20.0) -> list[dict[str, Any]]:
@@ -341,3 +343,104 @@ def test_the_channels_benchmark_runs_on_a_small_crowd(
     assert stalled["delivered"] == 10 * 600
     markdown = report.markdown(synthetic_results() | {"websockets": measured})
     assert "## WebSocket channels: one rendered worker and a bare broadcast loop" in markdown
+
+
+def inference_run(rate: float, health_p99_ms: float, rejected: int = 0) -> dict[str, Any]:
+    statuses = {"200": int(rate * 10)} | ({"503": rejected} if rejected else {})
+    return {
+        "seconds": 10.0,
+        "statuses": statuses,
+        "requests_per_s": rate,
+        "p50_ms": 300.0,
+        "p99_ms": 600.0,
+        "max_ms": 650.0,
+        "rejected_p99_ms": 3.0 if rejected else None,
+        "health_probes": 800,
+        "health_p50_ms": health_p99_ms / 10,
+        "health_p99_ms": health_p99_ms,
+        "health_max_ms": health_p99_ms * 2,
+        "errors": 0,
+    }
+
+
+def inference_results(rate: float = 60.0, health_p99_ms: float = 20.0) -> dict[str, Any]:
+    return {
+        "shape": {
+            "clients": 32,
+            "requests": 1500,
+            "rounds": 1,
+            "rows": 64,
+            "layers": [4, 2048, 3],
+            "health_interval_ms": 10.0,
+        },
+        "cpus": 2,
+        "load_average_per_round": [0.4],
+        "packages": {"onnxruntime": "1.32.0"},
+        "rendered": {
+            "description": "one rendered worker",
+            "runs": [inference_run(rate, health_p99_ms, rejected=150)],
+        },
+        "naive": {"description": "the naive endpoint", "runs": [inference_run(50.0, 1000.0)]},
+    }
+
+
+def test_the_inference_benchmark_reports_its_targets_beside_the_naive_endpoint(
+    tmp_path: Path,
+) -> None:
+    results = synthetic_results() | {"inference": inference_results()}
+    markdown_path, _ = report.write_report(results, tmp_path)
+
+    markdown = markdown_path.read_text()
+    verdicts = verdict_rows(markdown)
+    found = {name: verdict for name, verdict in verdicts.items() if name.startswith("Inference")}
+    assert list(found.values()) == ["met"] * 2
+    assert "## Model inference: one rendered worker and the naive endpoint" in markdown
+    assert "| Predictions/s (batches answered 200) | 60.0 | 50.0 | **1.20x** |" in markdown
+    assert "| `/health` p99 under load, ms | 20.00 | 1,000.00 | **0.02x** |" in markdown
+    assert "| Answered 503 at once (queue full), all runs | 150 | 0 | |" in markdown
+
+
+@pytest.mark.parametrize(
+    ("answers", "target", "verdict"),
+    [
+        ({"rate": 45.0}, "Inference predictions/s", "**missed**: 0.10x short"),
+        ({"health_p99_ms": 200.0}, "Inference: `/health` p99", "**missed**: 0.100x over"),
+    ],
+)
+def test_a_missed_inference_target_says_by_how_much(
+    tmp_path: Path, answers: dict[str, float], target: str, verdict: str
+) -> None:
+    results = synthetic_results() | {"inference": inference_results(**answers)}
+    markdown_path, _ = report.write_report(results, tmp_path)
+
+    verdicts = verdict_rows(markdown_path.read_text())
+    assert [found for name, found in verdicts.items() if name.startswith(target)] == [verdict]
+
+
+@pytest.mark.inference
+def test_the_inference_benchmark_runs_on_a_few_requests(
+    baked: Callable[..., Path], project_venv: Callable[[Path], Path], tmp_path: Path
+) -> None:
+    """The real measurement with quick values: every number the report reads is there."""
+    project = baked(**inference.ANSWERS)
+    deployment = inference.InferenceDeployment(
+        project,
+        project_venv(project),
+        inference.write_naive_app(tmp_path / "naive"),
+        small_classifier(tmp_path / "model" / "classifier.onnx"),
+    )
+    shape = inference.Shape(clients=24, requests=60, rounds=1)
+
+    measured = inference.compare(deployment, shape, tmp_path, lambda message: None)
+
+    for contender in ("rendered", "naive"):
+        (result,) = measured[contender]["runs"]
+        assert result["errors"] == 0
+        assert result["statuses"]["200"] > 0
+        assert sum(result["statuses"].values()) == 60
+        assert result["p99_ms"] >= result["p50_ms"] > 0
+        assert result["health_probes"] > 0
+    # The naive endpoint has no queue limit: it never turns a request away.
+    assert measured["naive"]["runs"][0]["statuses"] == {"200": 60}
+    markdown = report.markdown(synthetic_results() | {"inference": measured})
+    assert "## Model inference: one rendered worker and the naive endpoint" in markdown

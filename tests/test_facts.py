@@ -12,7 +12,7 @@ def pairs() -> list[dict[str, str]]:
     unique = {
         (a["framework"], a["database"]): a
         for a in supported_combinations()
-        if a["worker"] == defaults()["worker"] and a["websockets"] == defaults()["websockets"]
+        if all(a[name] == defaults()[name] for name in ("worker", "websockets", "inference"))
     }
     return list(unique.values())
 
@@ -120,3 +120,41 @@ def test_channels_bring_the_redis_secret_for_the_web_pods_only(database: str, wo
     assert "REDIS_URL" in facts.web_secret_names
     assert "REDIS_URL" not in facts.worker_secret_names
     assert facts.channels.dev_redis.port == facts.channels.redis_port
+
+
+WITH_INFERENCE = list(
+    dict.fromkeys(
+        (a["framework"], a["database"], a["worker"], a["websockets"])
+        for a in supported_combinations()
+        if a["inference"] == "yes"
+    )
+)
+
+
+@pytest.mark.parametrize(("framework", "database", "worker", "websockets"), WITH_INFERENCE)
+def test_inference_brings_a_longer_start_up_and_a_queue_target_but_no_secret(
+    framework: str, database: str, worker: str, websockets: str
+) -> None:
+    answers = defaults() | {
+        "framework": framework,
+        "database": database,
+        "worker": worker,
+        "websockets": websockets,
+        "inference": "yes",
+    }
+    facts = derive(context_for(answers))
+    without = derive(context_for(answers | {"inference": "no"}))
+
+    assert facts.inference is not None
+    assert without.inference is None
+    assert facts.secret_names == without.secret_names
+    # Each worker loads the model and runs a warm-up inference before it answers.
+    assert facts.startup_seconds == facts.inference.startup_seconds > without.startup_seconds
+    # KEDA adds pods while a pod's one worker still lets more wait: before 503s.
+    assert 0 < facts.inference.queued_per_pod < facts.inference.queue_size
+    assert facts.inference.concurrency >= 1
+    assert facts.inference.max_batch_size >= 1
+
+
+def test_inference_is_served_by_fastapi_alone() -> None:
+    assert {framework for framework, *_ in WITH_INFERENCE} == {"fastapi"}

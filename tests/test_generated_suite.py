@@ -1,4 +1,5 @@
-"""Install each dependency set's rendered project (framework, database, worker, websockets)
+"""Install each dependency set's rendered project (framework, database, worker, websockets,
+inference)
 strictly from its lock and run its own tests: against the real PostgreSQL server, RabbitMQ and
 Redis; MongoDB's need MONGODB_URL, which this machine cannot offer, so they run what needs no
 server and say why they skip the rest."""
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.generated
 
 Installed = Callable[..., tuple[Path, Path]]
 # One project per dependency set: the other answers change no Python code that tests can reach.
-VARIANT_OPTIONS = ("framework", "database", "worker", "websockets")
+VARIANT_OPTIONS = ("framework", "database", "worker", "websockets", "inference")
 VARIANTS = list(
     dict.fromkeys(tuple(c[option] for option in VARIANT_OPTIONS) for c in supported_combinations())
 )
@@ -57,11 +58,14 @@ def test_project_suite_passes(
     database: str,
     worker: str,
     websockets: str,
+    inference: str,
     installed: Installed,
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    project, python = installed(framework, database, worker=worker, websockets=websockets)
+    project, python = installed(
+        framework, database, worker=worker, websockets=websockets, inference=inference
+    )
     env = {}
     if database == "postgresql":
         env["TEST_DATABASE_URL"] = request.getfixturevalue("postgres_url")
@@ -115,10 +119,17 @@ def test_django_production_settings_pass_the_deployment_checklist(installed: Ins
 
 @pytest.mark.parametrize(VARIANT_OPTIONS, VARIANTS)
 def test_project_type_checks_strictly(
-    framework: str, database: str, worker: str, websockets: str, installed: Installed
+    framework: str,
+    database: str,
+    worker: str,
+    websockets: str,
+    inference: str,
+    installed: Installed,
 ) -> None:
     """mypy --strict on the package and gunicorn.conf.py, as `make lint` runs it."""
-    project, python = installed(framework, database, worker=worker, websockets=websockets)
+    project, python = installed(
+        framework, database, worker=worker, websockets=websockets, inference=inference
+    )
 
     result = subprocess.run(
         [str(python), "-m", "mypy"],

@@ -1,4 +1,5 @@
-"""Each framework's image, built from its own Dockerfile and run the way a cluster runs it.
+"""Each framework's image (and the inference one), built from its own Dockerfile and run the way
+a cluster runs it.
 
 buildah builds it (chroot isolation, host network) on a local stand-in for the official Python
 base image; see testkit/images.py. Every container and process started here is removed again.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hooks.bakery.jinja import dockerfile_string
 from testkit.images import (
@@ -246,3 +249,93 @@ def test_dockerfile_string_survives_buildahs_parser(tmp_path: Path) -> None:
         assert inspect_image(tag)["OCIv1"]["config"]["Labels"]["description"] == text
     finally:
         buildah("rmi", tag)
+
+
+# --- Model inference (inference=yes): the image carries its model and serves it ---------------
+
+INFERENCE_ANSWERS = {"framework": "fastapi", "database": "none", "inference": "yes"}
+# Where the Dockerfile puts the shipped model: MODEL_PATH's default under the WORKDIR, /app.
+MODEL_IN_IMAGE = "app/models/iris.onnx"
+# A setosa of the iris data set, the model's first class.
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+
+
+@pytest.fixture(scope="session")
+def inference_project(baked: Callable[..., Path]) -> Path:
+    return baked(**INFERENCE_ANSWERS)
+
+
+@pytest.fixture(scope="session")
+def inference_image(inference_project: Path) -> str:
+    tag = f"localhost/{inference_project.name}:test-inference"
+    return build_image(inference_project, tag, PYTHON_VERSION)
+
+
+@pytest.fixture
+def inference_container(inference_image: str) -> Iterator[Container]:
+    container = Container(inference_image)
+    yield container
+    container.remove()
+
+
+def memory_limit(project: Path) -> int:
+    """The app container's memory limit in bytes, as k8s/base/deployment.yaml sets it (Mi)."""
+    deployment = yaml.safe_load((project / "k8s" / "base" / "deployment.yaml").read_text())
+    [app] = deployment["spec"]["template"]["spec"]["containers"]
+    limit = app["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi"), f"memory limit {limit}: update this test"
+    return int(limit.removesuffix("Mi")) * 2**20
+
+
+def http_json(port: int, method: str, path: str, body: object = None) -> tuple[int, object]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        payload = None if body is None else json.dumps(body)
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def test_inference_image_carries_its_model_and_serves_it_as_its_own_user(
+    inference_project: Path, inference_image: str, inference_container: Container, tmp_path: Path
+) -> None:
+    config = inspect_image(inference_image)["OCIv1"]["config"]
+    app_uid = int(config["User"].partition(":")[0])
+    with inference_container.mounted() as root:
+        shipped = (inference_project / "models" / "iris.onnx").read_bytes()
+        assert (root / MODEL_IN_IMAGE).read_bytes() == shipped
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {**pod_environment("fastapi"), "PORT": str(port), "METRICS_PORT": str(free_port())}
+    server = inference_container.start(config["Cmd"], env, log)
+    try:
+        wait_until_listening(server, port, log)
+        status, ready = http_json(port, "GET", "/ready")
+        assert status == 200, ready
+        assert ready["checks"]["model"] == "ok"
+        status, answer = http_json(port, "POST", "/api/v1/predict", {"instances": [SETOSA]})
+        assert status == 200, answer
+        [probabilities] = answer["predictions"]
+        assert len(probabilities) == 3
+        assert sum(probabilities) == pytest.approx(1, abs=1e-5)
+        assert probabilities[0] == max(probabilities), "a setosa is the first class"
+
+        inside = [pid for pid in descendants(server.pid) if in_container(pid)]
+        assert inside
+        assert {pid: uids(pid) for pid in inside} == {pid: [app_uid] * 4 for pid in inside}
+        # The model is small: the master and its worker, model loaded, leave a quarter of the
+        # Deployment's memory limit for requests (resident sizes summed, shared pages twice;
+        # measured about 250 MiB of 512 MiB).
+        resident = sum(int(process_status(pid)["VmRSS"].split()[0]) * 1024 for pid in inside)
+        limit = memory_limit(inference_project)
+        assert resident < limit * 3 / 4, f"{resident / 2**20:.0f} MiB resident"
+    finally:
+        stop(server)
+
+    # The model loaded from the image's read-only files; nothing written outside /tmp.
+    with inference_container.mounted() as root:
+        assert files_owned_by(root, app_uid) == []

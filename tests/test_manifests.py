@@ -24,7 +24,7 @@ from kubernetes_validate.utils import latest_version
 
 from hooks.bakery.answers import KUBERNETES_MINORS
 from hooks.bakery.facts import derive
-from testkit.render import context_for, landing_files, render_all, render_project
+from testkit.render import context_for, landing_files, render, render_all, render_project
 from testkit.template import (
     COOKIECUTTER_JSON,
     TEMPLATE_ROOT,
@@ -1435,6 +1435,234 @@ def test_validator_rejects_a_broken_channels_manifest_naming_file_resource_and_p
 ) -> None:
     project = tmp_path / "project"
     shutil.copytree(rendered(websockets="yes", **answers), project)
+    break_manifests(project, edits)
+    result = run_validator(project)
+    assert result.returncode == 1, result.stdout
+    assert message in result.stderr, result.stderr
+
+
+# --- Model inference (inference=yes): the model's start-up and its queue ----------------------
+
+INFERENCE = {"inference": "yes"}
+# The app's per-worker limits, as config.env states them (from facts.inference).
+INFERENCE_SETTINGS = {
+    "INFERENCE_CONCURRENCY": "concurrency",
+    "INFERENCE_QUEUE_SIZE": "queue_size",
+    "INFERENCE_MAX_BATCH_SIZE": "max_batch_size",
+}
+
+
+def inference_combinations() -> list[dict[str, str]]:
+    """Each database, broker and channels answer inference is supported with."""
+    unique = dict.fromkeys(
+        (c["framework"], c["database"], c["worker"], c["websockets"])
+        for c in supported_combinations()
+        if c["inference"] == "yes"
+    )
+    return [
+        {"framework": f, "database": d, "worker": w, "websockets": ws, **INFERENCE}
+        for f, d, w, ws in unique
+    ]
+
+
+def inference_id(answers: dict[str, str]) -> str:
+    return "-".join(answers[name] for name in ("database", "worker", "websockets"))
+
+
+def app_container(resources: list[dict]) -> dict:
+    [app] = named(resources, "Deployment", "orders-service")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    return app
+
+
+def prometheus_trigger(scaled_object: dict, metric: str) -> dict:
+    """The prometheus trigger whose query sums this metric."""
+    [found] = [
+        t
+        for t in scaled_object["spec"]["triggers"]
+        if t["type"] == "prometheus" and t["metadata"]["query"].startswith(f"sum({metric}{{")
+    ]
+    return found
+
+
+def test_inference_comes_with_every_database_broker_and_channels_answer_but_only_with_yes() -> None:
+    combinations = inference_combinations()
+    assert {c["database"] for c in combinations} == set(choice_options()["database"])
+    assert {c["worker"] for c in combinations} == set(choice_options()["worker"])
+    assert {c["websockets"] for c in combinations} == set(choice_options()["websockets"])
+    assert derive(context_for({"inference": "no"})).inference is None
+    # Each of them is a manifest set of its own, so the strict validation and checkov see them all.
+    validated = {
+        (c["database"], c["worker"], c["websockets"])
+        for c in manifest_combinations()
+        if c.get("inference") == "yes"
+    }
+    assert validated == {(c["database"], c["worker"], c["websockets"]) for c in combinations}
+
+
+@pytest.mark.parametrize("answers", inference_combinations(), ids=inference_id)
+def test_the_startup_probe_waits_for_the_models_load_and_nothing_else_changes(
+    built: Callable, answers: dict[str, str]
+) -> None:
+    facts = derive(context_for(answers))
+    without = {**answers, "inference": "no"}
+    resources, plain = built("prod", **answers), built("prod", **without)
+    probe = app_container(resources)["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] == facts.inference.startup_seconds
+    assert facts.startup_seconds == facts.inference.startup_seconds
+    plain_probe = app_container(plain)["startupProbe"]
+    assert plain_probe["periodSeconds"] * plain_probe["failureThreshold"] == (
+        derive(context_for(without)).startup_seconds
+    )
+    # The same Deployment otherwise: hardening, resources (the model is tiny), the other probes.
+    # Its ConfigMap's generated name differs: its contents do.
+    config = only(resources, "ConfigMap")["metadata"]["name"]
+    plain_config = only(plain, "ConfigMap")["metadata"]["name"]
+
+    def comparable(deployment: dict) -> str:
+        return json.dumps(deployment, sort_keys=True).replace(plain_config, config)
+
+    deployment = named(resources, "Deployment", "orders-service")
+    plain_deployment = named(plain, "Deployment", "orders-service")
+    app_container([deployment])["startupProbe"] = plain_probe
+    assert comparable(deployment) == comparable(plain_deployment)
+
+
+def test_the_config_map_states_the_apps_inference_limits_and_no_model() -> None:
+    facts = derive(context_for(INFERENCE))
+    config = dict(
+        line.split("=", 1)
+        for line in render("k8s/base/config.env", INFERENCE).splitlines()
+        if line and not line.startswith("#")
+    )
+    expected = {
+        name: str(getattr(facts.inference, field)) for name, field in INFERENCE_SETTINGS.items()
+    }
+    assert {name: config.get(name) for name in INFERENCE_SETTINGS} == expected
+    # The image's defaults name the model it carries.
+    assert [name for name in config if name.startswith("MODEL_")] == []
+    plain = render("k8s/base/config.env", {"inference": "no"})
+    assert [name for name in INFERENCE_SETTINGS if name in plain] == []
+    # The same numbers as the app's own defaults.
+    settings = render("{{cookiecutter.package_name}}/core/settings.py", INFERENCE)
+    for name in INFERENCE_SETTINGS:
+        default = re.search(rf"^\s+{name.lower()}: int = Field\(default=(\d+)\b", settings, re.M)
+        assert default, f"core/settings.py has no {name.lower()} default: update this test"
+        assert default.group(1) == expected[name], name
+
+
+@pytest.mark.parametrize("channels", choice_options()["websockets"])
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_also_scales_on_requests_waiting_for_the_model_in_its_own_overlay(
+    built: Callable, overlay: str, channels: str
+) -> None:
+    answers = {"autoscaling": "keda", "websockets": channels, **INFERENCE}
+    resources = built(overlay, **answers)
+    facts = derive(context_for(answers))
+    namespace = only(resources, "Namespace")["metadata"]["name"]
+    scaled_object = only(resources, "ScaledObject")
+    queue = prometheus_trigger(scaled_object, "inference_queue_depth")
+    in_flight = prometheus_trigger(scaled_object, "http_requests_in_flight")
+    assert queue["metricType"] == "AverageValue"
+    # Written on two lines (long names stay within yamllint's width); PromQL ignores the break.
+    assert "".join(queue["metadata"]["query"].split()) == (
+        f'sum(inference_queue_depth{{namespace="{namespace}",'
+        'app_kubernetes_io_name="orders-service"})'
+    )
+    assert queue["metadata"]["serverAddress"] == in_flight["metadata"]["serverAddress"]
+    assert queue["metadata"]["threshold"] == str(facts.inference.queued_per_pod)
+    assert queue["metadata"]["ignoreNullValues"] == "false"
+    # The overlay's namespace is written into every query, this one too.
+    queries = [
+        t["metadata"]["query"]
+        for t in scaled_object["spec"]["triggers"]
+        if "query" in t.get("metadata", {})
+    ]
+    assert len(queries) == (3 if channels == "yes" else 2)
+    assert [q for q in queries if f'namespace="{namespace}"' not in q] == []
+    # Pods are added well before one pod's queue fills, beside the CPU trigger.
+    config = only(resources, "ConfigMap")["data"]
+    assert facts.inference.queued_per_pod < int(config["INFERENCE_QUEUE_SIZE"])
+    assert [t["type"] for t in scaled_object["spec"]["triggers"]].count("cpu") == 1
+
+
+def test_the_hpa_scales_inference_on_cpu_alone(built: Callable) -> None:
+    hpa = only(built("prod", autoscaling="hpa", **INFERENCE), "HorizontalPodAutoscaler")["spec"]
+    assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
+
+
+def broken_inference_manifests() -> list:
+    """The checks inference brought, each fed the mistake it exists for: (id, answers, edits, the
+    message). The query check is every ScaledObject's; it covers the queue trigger too."""
+    inference = derive(context_for(INFERENCE)).inference
+    threshold = inference.startup_seconds // 2
+    startup_probe = (
+        "          startupProbe:\n            httpGet:\n              path: /health\n"
+        "              port: http\n            periodSeconds: 2\n            timeoutSeconds: 2\n"
+        f"            failureThreshold: {threshold}\n"
+    )
+    short = threshold // 2  # half the budget
+    queue = f"INFERENCE_QUEUE_SIZE={inference.queue_size}"
+    return [
+        (
+            "startup-budget-below-the-model",
+            {},
+            [
+                (
+                    "k8s/base/deployment.yaml",
+                    f"failureThreshold: {threshold}",
+                    f"failureThreshold: {short}",
+                )
+            ],
+            "k8s/base/deployment.yaml: Deployment/orders-service: container app: startupProbe"
+            f" allows {short * 2} s ({short} x 2 s) before a restart, less than the"
+            f" {inference.startup_seconds} s the model's load and warm-up are given",
+        ),
+        (
+            "no-startup-probe",
+            {},
+            [("k8s/base/deployment.yaml", startup_probe, "")],
+            "Deployment/orders-service: container app: livenessProbe allows 30 s (3 x 10 s) before"
+            f" a restart, less than the {inference.startup_seconds} s the model's load and warm-up"
+            " are given",
+        ),
+        (
+            "queue-target-beyond-a-pod",
+            {"autoscaling": "keda"},
+            [("k8s/base/config.env", queue, f"INFERENCE_QUEUE_SIZE={inference.queued_per_pod}")],
+            "k8s/base/scaledobject.yaml: ScaledObject/orders-service: triggers[1]: threshold"
+            f" {inference.queued_per_pod} requests waiting per pod is not below what a pod of"
+            f" Deployment/orders-service holds (INFERENCE_QUEUE_SIZE {inference.queued_per_pod}"
+            " x 1 worker(s)): pods would answer 503 before any is added",
+        ),
+        (
+            "queue-query-of-another-app",
+            {"autoscaling": "keda"},
+            [
+                (
+                    "k8s/base/scaledobject.yaml",
+                    'inference_queue_depth{namespace="OVERLAY_NAMESPACE",\n'
+                    '            app_kubernetes_io_name="orders-service"',
+                    'inference_queue_depth{namespace="OVERLAY_NAMESPACE",\n'
+                    '            app_kubernetes_io_name="orders"',
+                )
+            ],
+            "ScaledObject/orders-service: triggers[1]: the query counts pods labelled"
+            " app.kubernetes.io/name 'orders', not Deployment/orders-service's 'orders-service'",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answers", "edits", "message"),
+    [pytest.param(a, e, m, id=name) for name, a, e, m in broken_inference_manifests()],
+)
+def test_validator_rejects_a_broken_inference_manifest_naming_file_resource_and_problem(
+    rendered: Callable[..., Path], tmp_path: Path, answers: dict, edits: list, message: str
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(rendered(**INFERENCE, **answers), project)
     break_manifests(project, edits)
     result = run_validator(project)
     assert result.returncode == 1, result.stdout

@@ -425,9 +425,27 @@ def worker_combinations() -> list[dict[str, str]]:
     ]
 
 
+def feature_combinations() -> list[dict[str, str]]:
+    """Each yes/no feature of the web pods on its own, with every database it supports."""
+    features = ("websockets", "inference")
+    chosen = dict.fromkeys(
+        (feature, c["framework"], c["database"])
+        for c in supported_combinations()
+        for feature in features
+        if c[feature] == "yes"
+        and c["worker"] == "none"
+        and all(c[other] == "no" for other in features if other != feature)
+    )
+    return [
+        {**defaults(), "framework": framework, "database": database, feature: "yes"}
+        for feature, framework, database in chosen
+    ]
+
+
 def combination_id(answers: dict[str, str]) -> str:
     worker = answers.get("worker", "none")
-    return pair_id(answers) + ("" if worker == "none" else f"-{worker}")
+    features = [name for name in ("websockets", "inference") if answers.get(name) == "yes"]
+    return "-".join([pair_id(answers), *([] if worker == "none" else [worker]), *features])
 
 
 # The image each broker's test service runs, and the port the tests reach it on.
@@ -872,12 +890,15 @@ def readme_settings(project: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "answers", database_combinations() + worker_combinations(), ids=combination_id
+    "answers",
+    database_combinations() + worker_combinations() + feature_combinations(),
+    ids=combination_id,
 )
 def test_every_setting_is_documented_in_env_example_and_the_readme(
     baked: Callable[..., Path], answers: dict[str, str]
 ) -> None:
-    project = baked(**{name: answers[name] for name in ("framework", "database", "worker")})
+    chosen = ("framework", "database", "worker", "websockets", "inference")
+    project = baked(**{name: answers[name] for name in chosen})
     read_by_code = project_variables(project, tests=False)
     read_by_tests = project_variables(project, tests=True)
     documented = readme_settings(project)

@@ -24,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from hooks.bakery import pins
-from testkit.locks import read_lock
+from testkit.locks import SUPPORTED_PYTHONS, read_lock
 from testkit.template import all_combinations, bake_in_subprocess, choice_options, refusal
 
 
@@ -109,11 +109,31 @@ def locked_releases(pins_dir: Path) -> dict[str, set[str]]:
     return dict(sorted(releases.items()))
 
 
+def oldest_pythons(pins_dir: Path) -> dict[str, str]:
+    """The oldest supported Python the lock lines of each release admit ("name==version" ->
+    "3.12"), for the releases whose markers leave out the oldest (numpy's newest need 3.12)."""
+    index = json.loads((pins_dir / pins.INDEX_FILE.name).read_text(encoding="utf-8"))
+    admitted: dict[str, set[str]] = defaultdict(set)
+    for name in index["lock_sets"]:
+        for lock in pins.LOCK_FILES:
+            for pin in read_lock(pins_dir / name / lock):
+                admitted[f"{pin.name}=={pin.version}"].update(
+                    python
+                    for python in SUPPORTED_PYTHONS
+                    if pin.applies({"python_version": python, "python_full_version": f"{python}.0"})
+                )
+    return {
+        release: min(found, key=lambda python: tuple(map(int, python.split("."))))
+        for release, found in admitted.items()
+        if found and pins.PYTHON_FLOOR not in found
+    }
+
+
 def record_modules(pins_dir: Path) -> None:
     """Write the modules file for the locks in `pins_dir`, as they are."""
     releases = locked_releases(pins_dir)
     with tempfile.TemporaryDirectory(prefix="pinned-wheels-") as wheels_name:
-        wheels = pins.download_wheels(releases, Path(wheels_name))
+        wheels = pins.download_wheels(releases, Path(wheels_name), oldest_pythons(pins_dir))
         modules = {release: pins.wheel_modules(wheels[release]) for release in releases}
     recorded = {
         "regenerate": pins.MODULES_COMMAND,

@@ -27,7 +27,15 @@ wsgi_app = "{{ cookiecutter.package_name }}.asgi:application"
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
+{% if cookiecutter.inference == "yes" -%}
+from {{ cookiecutter.package_name }}.concurrency import (
+    inference_threads,
+    thread_limits,
+    worker_count,
+)
+{% else -%}
 from {{ cookiecutter.package_name }}.concurrency import worker_count
+{% endif -%}
 from {{ cookiecutter.package_name }}.core.logging_config import logging_dict_config
 from {{ cookiecutter.package_name }}.core.settings import get_settings
 
@@ -47,6 +55,12 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # uvicorn, with a drain on SIGTERM first (core/worker.py).
 worker_class = "{{ cookiecutter.package_name }}.core.worker.DrainingUvicornWorker"
 workers = worker_count()
+{%- if cookiecutter.inference == "yes" %}
+# Each worker's share of the CPUs, for the model's threads and any OpenMP or BLAS pool (the
+# workers inherit the environment); a value already set wins.
+for name, value in thread_limits(inference_threads()).items():
+    os.environ.setdefault(name, value)
+{%- endif %}
 
 # Seconds a worker may stay silent before the master restarts it.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))

@@ -48,6 +48,8 @@ SUPPORTED_WITH: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("worker", "kafka"): {"database": ("postgresql",)},
     # The channels are built on FastAPI's WebSocket routes; Django would need Channels.
     ("websockets", "yes"): {"framework": ("fastapi",)},
+    # The predict endpoint is a FastAPI route with a typed body and a lifespan that loads the model.
+    ("inference", "yes"): {"framework": ("fastapi",)},
 }
 
 # Pythons of the container image: the shipped locks hold wheels for CPython 3.11 to 3.13

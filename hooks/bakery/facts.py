@@ -7,9 +7,11 @@ registers `project_facts`); the hooks and the tests call `derive` with the answe
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from .pins import MODULES_FILE
 
@@ -28,6 +30,27 @@ REDIS_SECRET_NAME = "REDIS_URL"  # noqa: S105 - a variable name
 # 1-CPU limit) holds several times this many (README, "Real-time channels"), and the headroom
 # absorbs the reconnections of a neighbour's rollout.
 CONNECTIONS_PER_POD = 2000
+# Seconds the web pods' startupProbe gives them before liveness and readiness take over: imports
+# and worker boot; with inference, also each worker's model load (checksum, session) and warm-up
+# inference, which happen before it answers at all.
+STARTUP_SECONDS = 60
+INFERENCE_STARTUP_SECONDS = 120
+# The example model the project ships, where it lands in the project.
+MODEL_FILE = "models/iris.onnx"
+MODEL_SOURCE = (
+    Path(__file__).resolve().parents[2]
+    / "{{cookiecutter.project_slug | project_dir}}"
+    / "framework=fastapi"
+    / "inference=yes"
+    / MODEL_FILE
+)
+# The app's per-worker inference defaults (core/settings.py), which config.env states.
+INFERENCE_CONCURRENCY = 1
+INFERENCE_QUEUE_SIZE = 16
+INFERENCE_MAX_BATCH_SIZE = 64
+# Requests waiting for the model per pod before autoscaling=keda adds pods: a quarter of what its
+# one worker (at the 1-CPU limit) lets wait, so new pods start well before a queue fills (503).
+QUEUED_PER_POD = 4
 
 
 @dataclass(frozen=True)
@@ -201,6 +224,43 @@ def channels_facts(answers: Mapping[str, object]) -> Channels | None:
 
 
 @dataclass(frozen=True)
+class Inference:
+    """The model the web pods serve, and the numbers their manifests are sized by."""
+
+    # The startupProbe budget (periodSeconds x failureThreshold) the model's load and warm-up get.
+    startup_seconds: int
+    # INFERENCE_CONCURRENCY, INFERENCE_QUEUE_SIZE, INFERENCE_MAX_BATCH_SIZE as config.env sets them.
+    concurrency: int
+    queue_size: int
+    max_batch_size: int
+    # The requests waiting for an inference slot per pod autoscaling=keda aims at
+    # (inference_queue_depth).
+    queued_per_pod: int
+    # The shipped model (MODEL_PATH's default) and its SHA-256 (MODEL_SHA256's).
+    model_file: str
+    model_sha256: str
+
+
+def inference_facts(answers: Mapping[str, object]) -> Inference | None:
+    if answers.get("inference") != "yes":
+        return None
+    return Inference(
+        startup_seconds=INFERENCE_STARTUP_SECONDS,
+        concurrency=INFERENCE_CONCURRENCY,
+        queue_size=INFERENCE_QUEUE_SIZE,
+        max_batch_size=INFERENCE_MAX_BATCH_SIZE,
+        queued_per_pod=QUEUED_PER_POD,
+        model_file=MODEL_FILE,
+        model_sha256=model_sha256(),
+    )
+
+
+@functools.cache
+def model_sha256() -> str:
+    return hashlib.sha256(MODEL_SOURCE.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
 class Facts:
     # Variables the Kubernetes Secret holds.
     secret_names: tuple[str, ...]
@@ -219,6 +279,13 @@ class Facts:
     worker: Worker | None = None
     # The WebSocket channels; None with websockets=no.
     channels: Channels | None = None
+    # The model the web pods serve; None with inference=no.
+    inference: Inference | None = None
+
+    @property
+    def startup_seconds(self) -> int:
+        """The web pods' startupProbe budget: what they may take before they first answer."""
+        return self.inference.startup_seconds if self.inference else STARTUP_SECONDS
 
     @property
     def has_secrets(self) -> bool:
@@ -278,6 +345,7 @@ def derive(answers: Mapping[str, object]) -> Facts:
         dev_database=dev_database(database, str(answers.get("package_name", ""))),
         worker=worker,
         channels=channels,
+        inference=inference_facts(answers),
     )
 
 

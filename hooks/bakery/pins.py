@@ -227,24 +227,36 @@ WHEEL_PLATFORMS = (
 MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
 
 
-def download_wheels(releases: Mapping[str, Iterable[str]], directory: Path) -> dict[str, Path]:
+def download_wheels(
+    releases: Mapping[str, Iterable[str]],
+    directory: Path,
+    pythons: Mapping[str, str] | None = None,
+) -> dict[str, Path]:
     """One wheel of each release ("name==version" -> its sha256 hashes from the locks).
 
     pip checks every download against the lock's hashes, so the wheels are the locked files.
     Lock sets may pin different versions of one package; pip takes one version of a name per
-    call, so each call gets at most one.
+    call, so each call gets at most one. `pythons` names the Python a release's wheel is for
+    when its lock line's marker leaves out PYTHON_FLOOR (a release for 3.12 and newer, say).
     """
-    batches: list[dict[str, Iterable[str]]] = []
+    pythons = pythons or {}
+    batches: list[tuple[str, dict[str, Iterable[str]]]] = []
     for release, hashes in releases.items():
         name = release.partition("==")[0].lower()
+        python = pythons.get(release, PYTHON_FLOOR)
         batch = next(
-            (b for b in batches if name not in {r.partition("==")[0].lower() for r in b}), None
+            (
+                b
+                for version, b in batches
+                if version == python and name not in {r.partition("==")[0].lower() for r in b}
+            ),
+            None,
         )
         if batch is None:
             batch = {}
-            batches.append(batch)
+            batches.append((python, batch))
         batch[release] = hashes
-    for number, batch in enumerate(batches):
+    for number, (python, batch) in enumerate(batches):
         requirements = directory / f"requirements-{number}.txt"
         requirements.write_text(
             "".join(
@@ -255,7 +267,7 @@ def download_wheels(releases: Mapping[str, Iterable[str]], directory: Path) -> d
         )
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
         command += ["--only-binary", ":all:", "--implementation", "cp"]
-        command += ["--python-version", PYTHON_FLOOR]
+        command += ["--python-version", python]
         command += [option for platform in WHEEL_PLATFORMS for option in ("--platform", platform)]
         command += ["--dest", str(directory), "--requirement", str(requirements)]
         # The command is pip with the fixed options above and the locks' own pins.

@@ -5,7 +5,8 @@ match no pods, dangling references, ports that do not exist (probes, Services, s
 annotations, PodMonitors), autoscalers that miss their target, fight over it or disagree with the
 disruption budget, NetworkPolicies that block what a `*_URL` setting names, a termination budget
 that does not add up, pods that do not run as the image's user{% if cookiecutter.websockets == "yes" %}, WebSocket limits that the
-autoscaler or the Ingress contradict{% endif %}. `k8s/validate.py` runs them all.
+autoscaler or the Ingress contradict{% endif %}{% if cookiecutter.inference == "yes" %}, startup probes that the
+model's load outlasts, queue targets a pod cannot hold{% endif %}. `k8s/validate.py` runs them all.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ MIN_TERMINATION_MARGIN = 1
 # shutdown, with its default: the messages in flight. Other pods run gunicorn (GRACEFUL_TIMEOUT).
 WORKER = "worker"
 WORKER_GRACEFUL_TIMEOUT = ("CONSUMER_GRACEFUL_TIMEOUT", 20)
+{%- endif %}
+{%- if cookiecutter.inference == "yes" %}
+# The pods that serve the model (`app.kubernetes.io/component`), and the seconds their
+# startupProbe gives each worker to load it and run the warm-up inference (README).
+WEB = "web"
+MODEL_STARTUP_SECONDS = {{ project_facts(cookiecutter).inference.startup_seconds }}
+# The gauge of requests waiting for an inference slot.
+QUEUE_METRIC = "inference_queue_depth"
 {%- endif %}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 PDB = "PodDisruptionBudget"
@@ -82,7 +91,7 @@ def pod_labels(resource: dict) -> dict:
     return resource["spec"].get("template", {}).get("metadata", {}).get("labels", {})
 
 
-{%- if cookiecutter.worker != "none" %}
+{%- if cookiecutter.worker != "none" or cookiecutter.inference == "yes" %}
 
 
 def component(workload: dict) -> str | None:
@@ -731,7 +740,7 @@ def reachability_problems(
             )
 
 
-{%- if cookiecutter.websockets == "yes" %}
+{%- if cookiecutter.websockets == "yes" or cookiecutter.inference == "yes" %}
 
 
 def workers_per_pod(container: dict) -> int:
@@ -741,30 +750,42 @@ def workers_per_pod(container: dict) -> int:
     return max(1, math.ceil(cores))
 
 
-def check_websockets(manifests: Manifests) -> CheckResult:
-    """The WebSocket limits agree with what is in front of the pods and what scales them: the
-    connections trigger aims below what a pod holds, the Ingress outlasts the connection age."""
+def per_pod_target_problems(
+    manifests: Manifests, metric: str, setting: str, unit: str, consequence: str
+) -> CheckResult:
+    """A ScaledObject trigger on the sum of `metric` aims below what a pod of its target holds:
+    `setting` per worker x its workers. At or above it, pods turn work away before any is added."""
     for scaled_object in manifests.of_kind(SCALED_OBJECT):
         workload = manifests.target_of(scaled_object)
         if workload is None:
             continue
         for index, trigger in enumerate(scaled_object["spec"].get("triggers", [])):
             metadata = trigger.get("metadata", {})
-            if CONNECTIONS_METRIC not in metadata.get("query", ""):
+            if metric not in metadata.get("query", ""):
                 continue
             for container in containers(workload, init=False):
-                value = settings_of(manifests, workload, container).get("WS_MAX_CONNECTIONS")
+                value = settings_of(manifests, workload, container).get(setting)
                 if value is None or not value.isdigit():
                     continue
                 held = int(value) * workers_per_pod(container)
                 if float(metadata.get("threshold", 0)) >= held:
                     yield Finding(
                         scaled_object,
-                        f"triggers[{index}]: threshold {metadata.get('threshold')} connections per"
-                        f" pod is not below what a pod of {ref(workload)} holds (WS_MAX_CONNECTIONS"
-                        f" {value} x {workers_per_pod(container)} worker(s)): pods would refuse"
-                        " connections before any is added",
+                        f"triggers[{index}]: threshold {metadata.get('threshold')} {unit} per"
+                        f" pod is not below what a pod of {ref(workload)} holds ({setting}"
+                        f" {value} x {workers_per_pod(container)} worker(s)): pods would"
+                        f" {consequence} before any is added",
                     )
+{%- endif %}
+{%- if cookiecutter.websockets == "yes" %}
+
+
+def check_websockets(manifests: Manifests) -> CheckResult:
+    """The WebSocket limits agree with what is in front of the pods and what scales them: the
+    connections trigger aims below what a pod holds, the Ingress outlasts the connection age."""
+    yield from per_pod_target_problems(
+        manifests, CONNECTIONS_METRIC, "WS_MAX_CONNECTIONS", "connections", "refuse connections"
+    )
     for ingress in manifests.of_kind("Ingress"):
         namespace = ingress["metadata"].get("namespace")
         annotations = ingress["metadata"].get("annotations", {})
@@ -795,6 +816,41 @@ def proxy_timeout_problems(
                     f" {ref(workload)}: the proxy, rather than the app's ping and age limits,"
                     " could end a connection",
                 )
+{%- endif %}
+{%- if cookiecutter.inference == "yes" %}
+
+
+def probe_budget(probe: dict) -> tuple[int, str]:
+    """Seconds a probe may fail before the kubelet acts, and how they add up (Kubernetes'
+    defaults for what it leaves out)."""
+    delay = probe.get("initialDelaySeconds", 0)
+    period, threshold = probe.get("periodSeconds", 10), probe.get("failureThreshold", 3)
+    sum_text = f"{threshold} x {period} s" + (f" + initialDelaySeconds {delay} s" if delay else "")
+    return delay + period * threshold, sum_text
+
+
+def check_inference(manifests: Manifests) -> CheckResult:
+    """Each worker of the web pods loads the model and runs a warm-up inference before it answers:
+    the startupProbe (without one, the livenessProbe) waits that long before restarting them. The
+    queue trigger aims below what a pod lets wait."""
+    for workload in manifests.workloads:
+        if component(workload) != WEB:
+            continue
+        for container in containers(workload, init=False):
+            name = "startupProbe" if "startupProbe" in container else "livenessProbe"
+            if name not in container:
+                continue  # check_probes names it
+            budget, sum_text = probe_budget(container[name])
+            if budget < MODEL_STARTUP_SECONDS:
+                yield Finding(
+                    workload,
+                    f"container {container['name']}: {name} allows {budget} s ({sum_text}) before"
+                    f" a restart, less than the {MODEL_STARTUP_SECONDS} s the model's load and"
+                    " warm-up are given: pods could be restarted before they ever serve",
+                )
+    yield from per_pod_target_problems(
+        manifests, QUEUE_METRIC, "INFERENCE_QUEUE_SIZE", "requests waiting", "answer 503"
+    )
 {%- endif %}
 
 
@@ -932,6 +988,9 @@ CHECKS: tuple[Callable[[Manifests], CheckResult], ...] = (
     check_reachability,
 {%- if cookiecutter.websockets == "yes" %}
     check_websockets,
+{%- endif %}
+{%- if cookiecutter.inference == "yes" %}
+    check_inference,
 {%- endif %}
     check_termination_budget,
     check_image_user,

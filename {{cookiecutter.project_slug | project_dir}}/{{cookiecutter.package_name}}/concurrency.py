@@ -10,6 +10,13 @@ about one core busy (an event loop, or threads sharing one GIL), so more workers
 add context switches and memory (gunicorn's `2 * cores + 1` is for blocking sync workers).
 Without a quota the container's share is unknown: at most WORKERS_WITHOUT_QUOTA, fewer if fewer
 CPUs are usable.
+{%- if cookiecutter.inference == "yes" %}
+
+The model's threads come from the same quota: each worker holds its own copy of the model and
+runs it on INFERENCE_THREADS threads when set, otherwise on its share of the CPUs (the quota, or
+the usable CPUs without one, divided by the workers, at least one). Workers x threads stays
+within the quota, so inference is never throttled by threads the quota cannot run at once.
+{%- endif %}
 """
 
 import math
@@ -19,6 +26,9 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 WORKERS_WITHOUT_QUOTA = 2
+{%- if cookiecutter.inference == "yes" %}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+{%- endif %}
 
 
 def cpu_quota(cgroup_root: Path = CGROUP_ROOT) -> float | None:
@@ -57,3 +67,25 @@ def worker_count(environ: Mapping[str, str] | None = None, cgroup_root: Path = C
     if quota is None:
         return min(WORKERS_WITHOUT_QUOTA, usable_cpus())
     return max(1, math.ceil(quota))
+{%- if cookiecutter.inference == "yes" %}
+
+
+def inference_threads(
+    environ: Mapping[str, str] | None = None, cgroup_root: Path = CGROUP_ROOT
+) -> int:
+    """Intra-op threads per model copy; see the module docstring for the formula."""
+    environ = os.environ if environ is None else environ
+    if configured := environ.get("INFERENCE_THREADS"):
+        if not configured.isdigit() or int(configured) < 1:
+            rule = "must be an integer >= 1"
+            raise ValueError(f"INFERENCE_THREADS={configured!r} is invalid: {rule}")
+        return int(configured)
+    cpus = cpu_quota(cgroup_root) or usable_cpus()
+    return max(1, math.floor(cpus / worker_count(environ, cgroup_root)))
+
+
+def thread_limits(threads: int) -> dict[str, str]:
+    """The variables that size OpenMP's and the BLAS libraries' pools, which default to the
+    node's cores too."""
+    return {name: str(threads) for name in THREAD_VARIABLES}
+{%- endif %}

@@ -1,22 +1,32 @@
-{%- set lifespan = cookiecutter.database != "none" or cookiecutter.websockets == "yes" -%}
+{%- set inference = cookiecutter.inference == "yes" -%}
+{%- set lifespan = cookiecutter.database != "none" or cookiecutter.websockets == "yes" or inference -%}
+{%- set logs = cookiecutter.database != "none" or inference -%}
 import gc
+{%- if inference %}
+import os
+{%- endif %}
 {%- if lifespan %}
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 {%- endif %}
 
-{% if cookiecutter.database != "none" -%}
+{% if logs -%}
 import structlog
 {% endif -%}
 from fastapi import FastAPI
+{%- if inference %}
+from gunicorn.arbiter import Arbiter
+{%- endif %}
 from opentelemetry.sdk.trace import TracerProvider
 
+{% set routes = ["health", "items"] + (["channels"] if cookiecutter.websockets == "yes" else []) + (["predict"] if inference else []) -%}
+from {{ cookiecutter.package_name }}.api.routes import {{ routes | sort | join(", ") }}
 {% if cookiecutter.websockets == "yes" -%}
-from {{ cookiecutter.package_name }}.api.routes import channels, health, items
 from {{ cookiecutter.package_name }}.channels.hub import ChannelHub
 from {{ cookiecutter.package_name }}.channels.schemas import CloseCode
-{% else -%}
-from {{ cookiecutter.package_name }}.api.routes import health, items
+{% endif -%}
+{% if inference -%}
+from {{ cookiecutter.package_name }}.concurrency import inference_threads
 {% endif -%}
 from {{ cookiecutter.package_name }}.core import tracing
 {%- if cookiecutter.database == "postgresql" %}
@@ -35,9 +45,14 @@ from {{ cookiecutter.package_name }}.core.settings import Settings, get_settings
 {%- if cookiecutter.websockets == "yes" %}
 from {{ cookiecutter.package_name }}.core.shutdown import on_drain_end
 {%- endif %}
+{%- if inference %}
+from {{ cookiecutter.package_name }}.inference import model as inference_model
+from {{ cookiecutter.package_name }}.inference.runner import InferenceRunner
+{%- endif %}
 {%- if cookiecutter.database == "none" %}
 from {{ cookiecutter.package_name }}.store import ItemStore
-{%- else %}
+{%- endif %}
+{%- if logs %}
 
 logger = structlog.get_logger(__name__)
 {%- endif %}
@@ -47,6 +62,21 @@ logger = structlog.get_logger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+{%- if inference %}
+    try:
+        model = inference_model.load(settings, inference_threads())
+    except inference_model.ModelError as exc:
+        # One line saying why, and the status on which gunicorn stops instead of restarting the
+        # worker again and again; raising would print the framework's traceback instead.
+        logger.critical("model not loaded", reason=str(exc))
+        os._exit(Arbiter.WORKER_BOOT_ERROR)
+    runner = InferenceRunner(
+        model,
+        concurrency=settings.inference_concurrency,
+        queue_size=settings.inference_queue_size,
+    )
+    app.state.inference = runner
+{%- endif %}
 {%- if cookiecutter.database == "postgresql" %}
     engine = create_engine(settings)
     if app.state.tracer_provider is not None:
@@ -76,6 +106,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+{%- if inference %}
+        runner.close()
+{%- endif %}
 {%- if cookiecutter.websockets == "yes" %}
         remove_drain_hook()
         await hub.stop()
@@ -100,7 +133,7 @@ def create_app(
     # production the API's map is not handed to every client unless API_DOCS says so.
     openapi_url = "/openapi.json" if settings.serve_api_docs else None
 {%- if cookiecutter.database == "none" %}
-{%- if cookiecutter.websockets == "yes" %}
+{%- if lifespan %}
     app = FastAPI(title=settings.app_name, openapi_url=openapi_url, lifespan=lifespan)
 {%- else %}
     app = FastAPI(title=settings.app_name, openapi_url=openapi_url)
@@ -116,6 +149,9 @@ def create_app(
     app.include_router(items.router)
 {%- if cookiecutter.websockets == "yes" %}
     app.include_router(channels.router)
+{%- endif %}
+{%- if inference %}
+    app.include_router(predict.router)
 {%- endif %}
     install_error_handlers(app)
     # The last added runs first: the edge (request id, access event, last-resort 500), then limits.

@@ -68,6 +68,29 @@ WEBSOCKET_CLOSES = Counter(
 )
 {%- endif %}
 
+{%- if cookiecutter.inference == "yes" %}
+# From 1 ms to 10 s: a small model answers in the first buckets, a large batch in the last.
+INFERENCE_DURATION = Histogram(
+    "inference_duration_seconds",
+    "Seconds the model took for one request's batch.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+INFERENCE_BATCH_SIZE = Histogram(
+    "inference_batch_size",
+    "Rows in one inference.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+INFERENCE_QUEUE_DEPTH = Gauge(
+    "inference_queue_depth",
+    "Requests waiting for an inference thread; the autoscaling signal with KEDA.",
+    multiprocess_mode="livesum",
+)
+INFERENCE_REJECTED = Counter(
+    "inference_rejected",
+    "Requests answered 503 because the inference queue was full.",
+)
+{%- endif %}
+
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request and its duration."""

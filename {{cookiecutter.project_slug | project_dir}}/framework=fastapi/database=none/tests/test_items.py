@@ -67,3 +67,12 @@ async def test_invalid_ids_and_pages_are_422(client: httpx.AsyncClient) -> None:
     for params in ({"limit": 0}, {"limit": 101}, {"offset": -1}):
         response = await client.get("/api/v1/items", params=params)
         assert response.status_code == 422, params
+
+
+async def test_a_body_with_nan_is_422_not_500(client: httpx.AsyncClient) -> None:
+    # Python's JSON parser reads NaN; the 422 that echoes it must still be JSON.
+    response = await client.post(
+        "/api/v1/items", content='{"name": NaN}', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["input"] == "nan"

@@ -33,8 +33,13 @@ async def test_ready_when_the_database_answers(client: httpx.AsyncClient) -> Non
 {%- endif %}
 
     assert response.status_code == 200
-{%- if cookiecutter.websockets == "yes" %}
+{%- if cookiecutter.websockets == "yes" and cookiecutter.inference == "yes" %}
+    checks = {"database": "ok", "redis": "ok", "model": "ok"}
+    assert response.json() == {"status": "ready", "checks": checks}
+{%- elif cookiecutter.websockets == "yes" %}
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+{%- elif cookiecutter.inference == "yes" %}
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "model": "ok"}}
 {%- else %}
     assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
 {%- endif %}

@@ -14,9 +14,13 @@ The last-resort 500, for an exception no handler here takes, is EdgeMiddleware's
 (core/middleware.py), so that it carries the request's id.
 """
 
+import math
+
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 {%- if cookiecutter.database == "mongodb" %}
 from pymongo.errors import ConnectionFailure
@@ -123,8 +127,27 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+def json_safe(value: object) -> object:
+    """NaN and the infinities as text: Python's JSON parser reads them, JSON cannot carry them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, RequestValidationError):  # registered for RequestValidationError only
+        raise exc
+    # FastAPI's own 422, which echoes the invalid input: with a NaN in it, it would fail as a 500.
+    return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
 {%- if cookiecutter.database == "postgresql" %}
     # asyncpg raises OSError (refused, unreachable) and TimeoutError before SQLAlchemy wraps them.
     app.add_exception_handler(OSError, database_error)

@@ -96,6 +96,28 @@ class Settings(BaseSettings):
     # Off: compression costs CPU on every broadcast and memory on every connection.
     ws_per_message_deflate: bool = False
 {%- endif %}
+{%- set inference = project_facts(cookiecutter).inference %}
+{%- if inference %}
+{%- if cookiecutter.database != "none" or cookiecutter.websockets == "yes" %}
+{# a blank line after the settings above #}
+{%- endif %}
+    # The model (README, "Model inference"): a relative path is from the working directory, /app
+    # in the image. A file whose checksum differs is refused at start-up.
+    model_path: Path = Path("{{ inference.model_file }}")
+    model_name: str = Field(default="iris", min_length=1)
+    model_version: str = Field(default="1", min_length=1)
+    model_sha256: str = Field(
+        default="{{ inference.model_sha256 }}",
+        pattern=r"^[0-9a-f]{64}$",
+    )
+    # The output tensor the API answers with, one row per instance.
+    model_output: str = Field(default="probabilities", min_length=1)
+    # Inferences a worker runs at once, each on INFERENCE_THREADS threads (concurrency.py), and
+    # requests it lets wait for one; more are answered 503 at once.
+    inference_concurrency: int = Field(default={{ inference.concurrency }}, ge=1)
+    inference_queue_size: int = Field(default={{ inference.queue_size }}, ge=0)
+    inference_max_batch_size: int = Field(default={{ inference.max_batch_size }}, ge=1)
+{%- endif %}
     # Seconds a worker keeps serving after SIGTERM while /ready reports 503.
     shutdown_drain_seconds: float = Field(default=5.0, ge=0)
 

@@ -31,6 +31,11 @@ HEAD is answered like GET (core/middleware.py), as probes and load balancers may
 """
 
 import asyncio
+{%- elif cookiecutter.inference == "yes" -%}
+"""Probes: liveness and readiness; ready means the model is warm and the worker not draining.
+
+HEAD is answered like GET (core/middleware.py), as probes and load balancers may use either.
+"""
 {%- else -%}
 """Probes: liveness and readiness; without a database, ready means serving and not draining.
 
@@ -83,14 +88,24 @@ async def ready(request: Request) -> JSONResponse:
     reason = await request.app.state.hub.unready_reason(settings.ready_timeout)
     if reason is not None:
         return not_ready("redis", reason)
+{%- if cookiecutter.inference == "yes" %}
+    # The model answered its warm-up inference in the lifespan, before the first request.
+    return JSONResponse({"status": "ready", "checks": {"redis": "ok", "model": "ok"}})
+{%- else %}
     return JSONResponse({"status": "ready", "checks": {"redis": "ok"}})
+{%- endif %}
 {%- elif cookiecutter.database == "none" %}
 async def ready() -> JSONResponse:
     if is_draining():
         return not_ready("shutdown", "draining")
+{%- if cookiecutter.inference == "yes" %}
+    # The model answered its warm-up inference in the lifespan, before the first request.
+    return JSONResponse({"status": "ready", "checks": {"model": "ok"}})
+{%- else %}
     # A dependency the service cannot serve without (a database, a broker) gets a time-boxed
     # check here, reported under "checks"; a failing one answers 503.
     return JSONResponse({"status": "ready", "checks": {}})
+{%- endif %}
 {%- else %}
 async def ready(request: Request) -> JSONResponse:
     settings = request.app.state.settings
@@ -125,7 +140,17 @@ async def ready(request: Request) -> JSONResponse:
     reason = await request.app.state.hub.unready_reason(settings.ready_timeout)
     if reason is not None:
         return not_ready("redis", reason)
+{%- if cookiecutter.inference == "yes" %}
+    # The model answered its warm-up inference in the lifespan, before the first request.
+    return JSONResponse(
+        {"status": "ready", "checks": {"database": "ok", "redis": "ok", "model": "ok"}}
+    )
+{%- else %}
     return JSONResponse({"status": "ready", "checks": {"database": "ok", "redis": "ok"}})
+{%- endif %}
+{%- elif cookiecutter.inference == "yes" %}
+    # The model answered its warm-up inference in the lifespan, before the first request.
+    return JSONResponse({"status": "ready", "checks": {"database": "ok", "model": "ok"}})
 {%- else %}
     return JSONResponse({"status": "ready", "checks": {"database": "ok"}})
 {%- endif %}
