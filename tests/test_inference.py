@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from hooks.bakery.facts import inference_facts
 from testkit.inference import (
     PREDICT,
     SMALL_LAYERS,
@@ -55,7 +56,7 @@ THREAD_SETTINGS = (
 )
 CGROUP = Path("/sys/fs/cgroup")
 # INFERENCE_MAX_BATCH_SIZE's default.
-MAX_BATCH_SIZE = 64
+MAX_BATCH_SIZE = inference_facts(ANSWERS).max_batch_size
 HEALTH_P99_SECONDS = 0.050
 
 
