@@ -15,31 +15,25 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from hooks.bakery.answers import PYTHON_MINORS
+from hooks.bakery.facts import LOCK_PLATFORMS
 from hooks.bakery.pins import find_uv
 
-# Where generated projects run: the CPython releases the answer check accepts, on Linux and
-# macOS. Platforms are named as uv's --python-platform names them, with the values the
-# environment markers see there.
+# Where generated projects run: the CPython releases the answer check accepts, on the platforms
+# any combination's locks install on, with the values the environment markers see there.
 SUPPORTED_PYTHONS = tuple(f"3.{minor}" for minor in PYTHON_MINORS)
-PLATFORMS = {
-    "x86_64-manylinux_2_28": ("Linux", "x86_64"),
-    "aarch64-manylinux_2_28": ("Linux", "aarch64"),
-    "x86_64-apple-darwin": ("Darwin", "x86_64"),
-    "aarch64-apple-darwin": ("Darwin", "arm64"),
-}
 TARGET_ENVIRONMENTS: dict[str, dict[str, str]] = {
-    f"CPython {python} on {platform}": {
+    f"CPython {python} on {platform.target}": {
         "implementation_name": "cpython",
         "platform_python_implementation": "CPython",
         "python_version": python,
         "python_full_version": f"{python}.0",
         "os_name": "posix",
-        "sys_platform": system.lower(),
-        "platform_system": system,
-        "platform_machine": machine,
+        "sys_platform": platform.system.lower(),
+        "platform_system": platform.system,
+        "platform_machine": platform.machine,
     }
     for python in SUPPORTED_PYTHONS
-    for platform, (system, machine) in PLATFORMS.items()
+    for platform in LOCK_PLATFORMS
 }
 
 

@@ -17,9 +17,9 @@ import pytest
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from hooks.bakery import pins
+from hooks.bakery import facts, pins
+from hooks.bakery.facts import Platform
 from testkit.locks import (
-    PLATFORMS,
     SUPPORTED_PYTHONS,
     Pin,
     install_locked,
@@ -198,10 +198,17 @@ def test_bake_of_a_combination_without_pins_fails_and_leaves_nothing(tmp_path: P
 
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    # The options that name lock sets, with the answers the bake gave them.
+    naming = dict.fromkeys(
+        option for lock_set in INDEX["lock_sets"].values() for option in lock_set["options"]
+    )
+    answered = " ".join(
+        f"{option}={'unpinned' if option == 'framework' else defaults()[option]}"
+        for option in naming
+    )
     assert errors == [
-        "error: the template ships no pinned dependencies for framework=unpinned"
-        f" database={defaults()['database']} worker={defaults()['worker']}"
-        f" websockets={defaults()['websockets']}; its maintainers add them with"
+        f"error: the template ships no pinned dependencies for {answered}; its maintainers add"
+        " them with"
         f" `{pins.REGENERATE_COMMAND}`, or set {pins.FRESH_VARIABLE}=1 to resolve them now with uv"
     ]
     assert list(output.glob("*")) == []
@@ -357,11 +364,21 @@ def test_installed_lock_set_has_exactly_the_recorded_modules(
     assert installed == recorded, f"run `{pins.MODULES_COMMAND}`"
 
 
-def pinned_layers() -> list[list[Pin]]:
-    """Every distinct pin of the dev locks (which hold the runtime pins too), in as few lists as
-    keep one pin per package each: the lock sets share most releases."""
+def lock_platforms(name: str) -> tuple[Platform, ...]:
+    """Where a lock set installs, as the facts of the combinations it serves say."""
+    answers = next(
+        dict(part.split("=", 1) for part in key.split())
+        for key, lock_set in INDEX["combinations"].items()
+        if lock_set == name
+    )
+    return facts.derive(context_for(answers)).lock_platforms
+
+
+def pinned_layers(lock_sets: list[str]) -> list[list[Pin]]:
+    """Every distinct pin of these dev locks (which hold the runtime pins too), in as few lists
+    as keep one pin per package each: the lock sets share most releases."""
     distinct = dict.fromkeys(
-        pin for name in LOCK_SETS for pin in read_lock(pins.PINS_DIR / name / pins.DEV_LOCK)
+        pin for name in lock_sets for pin in read_lock(pins.PINS_DIR / name / pins.DEV_LOCK)
     )
     layers: list[dict[str, Pin]] = []
     for pin in distinct:
@@ -384,21 +401,31 @@ def test_every_pinned_release_has_wheels_for_every_supported_platform(
 ) -> None:
     """No compiler needed anywhere: each file a lock's hashes allow, for each platform."""
 
-    def problem(layer: Path, platform: str) -> str | None:
+    def problem(layer: Path, platform: Platform) -> str | None:
         check = [pins.find_uv(), "pip", "compile", str(layer), "--no-deps", "--quiet"]
         check += ["--only-binary", ":all:", "--python-version", python]
-        check += ["--python-platform", platform, "--output-file", os.devnull]
+        check += ["--python-platform", platform.target, "--output-file", os.devnull]
         check += ["--no-python-downloads"]  # uv would fetch an interpreter it does not need
-        result = subprocess.run(check, capture_output=True, text=True, timeout=600, check=False)
-        return (
-            f"Python {python} on {platform}: {result.stderr.strip()}" if result.returncode else None
+        environment = dict(os.environ)
+        if platform.macos:
+            environment["MACOSX_DEPLOYMENT_TARGET"] = platform.macos
+        result = subprocess.run(
+            check, capture_output=True, text=True, timeout=600, check=False, env=environment
         )
+        where = f"{platform.target}{f' (macOS {platform.macos})' if platform.macos else ''}"
+        return f"Python {python} on {where}: {result.stderr.strip()}" if result.returncode else None
 
-    layers = []
-    for number, layer in enumerate(pinned_layers()):
-        layers.append(tmp_path / f"pins-{number}.txt")
-        layers[-1].write_text("".join(f"{pin_line(pin)}\n" for pin in layer), encoding="utf-8")
-    targets = [(layer, platform) for layer in layers for platform in PLATFORMS]
+    lock_sets_by_platform: dict[Platform, list[str]] = {}
+    for name in LOCK_SETS:
+        for platform in lock_platforms(name):
+            lock_sets_by_platform.setdefault(platform, []).append(name)
+    targets = []
+    for platform, lock_sets in lock_sets_by_platform.items():
+        for layer in pinned_layers(lock_sets):
+            targets.append((tmp_path / f"pins-{len(targets)}.txt", platform))
+            targets[-1][0].write_text(
+                "".join(f"{pin_line(pin)}\n" for pin in layer), encoding="utf-8"
+            )
     # Each check mostly waits for the package index, so they run side by side.
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         problems = [found for found in pool.map(lambda target: problem(*target), targets) if found]

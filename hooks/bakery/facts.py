@@ -54,6 +54,33 @@ QUEUED_PER_POD = 4
 
 
 @dataclass(frozen=True)
+class Platform:
+    """Where a project's locks install, as uv's --python-platform and environment markers see it."""
+
+    target: str
+    system: str
+    machine: str
+    # The oldest macOS release its wheels may require (uv's MACOSX_DEPLOYMENT_TARGET).
+    macos: str | None = None
+
+
+LINUX_PLATFORMS = (
+    Platform("x86_64-manylinux_2_28", "Linux", "x86_64"),
+    Platform("aarch64-manylinux_2_28", "Linux", "aarch64"),
+)
+LOCK_PLATFORMS = (
+    *LINUX_PLATFORMS,
+    Platform("x86_64-apple-darwin", "Darwin", "x86_64", macos="13.0"),
+    Platform("aarch64-apple-darwin", "Darwin", "arm64", macos="13.0"),
+)
+# ONNX Runtime publishes no Intel macOS wheels since 1.24; its Apple silicon ones need macOS 14.
+INFERENCE_LOCK_PLATFORMS = (
+    *LINUX_PLATFORMS,
+    Platform("aarch64-apple-darwin", "Darwin", "arm64", macos="14.0"),
+)
+
+
+@dataclass(frozen=True)
 class DevDatabase:
     """The throw-away database server the dev overlay runs next to the app."""
 
@@ -281,6 +308,8 @@ class Facts:
     channels: Channels | None = None
     # The model the web pods serve; None with inference=no.
     inference: Inference | None = None
+    # Where the lock files install (the image's Linux, developers' machines).
+    lock_platforms: tuple[Platform, ...] = LOCK_PLATFORMS
 
     @property
     def startup_seconds(self) -> int:
@@ -329,6 +358,7 @@ def derive(answers: Mapping[str, object]) -> Facts:
     channels = channels_facts(answers)
     if channels is not None:
         secret_names.append(REDIS_SECRET_NAME)
+    inference = inference_facts(answers)
     migrate_command: tuple[str, ...] = ()
     if database in DATABASE_PORTS:
         migrate_command = (
@@ -345,7 +375,8 @@ def derive(answers: Mapping[str, object]) -> Facts:
         dev_database=dev_database(database, str(answers.get("package_name", ""))),
         worker=worker,
         channels=channels,
-        inference=inference_facts(answers),
+        inference=inference,
+        lock_platforms=INFERENCE_LOCK_PLATFORMS if inference else LOCK_PLATFORMS,
     )
 
 
