@@ -120,6 +120,8 @@ RUFF_INPUTS = ("pyproject.toml", "ruff.toml", ".ruff.toml", ".gitignore", ".igno
 PYTHON_SUFFIXES = (".py", ".pyi")
 # The validator's verdict when it built and checked the overlays (not only the sources).
 VALIDATED = re.compile(r"^k8s: overlays .+ valid", re.MULTILINE)
+# Then each overlay's requests and monthly cost (k8s/cost.py): `cost: prod requests ...`.
+COSTED = re.compile(r"^cost: (\S+) requests .+ a month on demand", re.MULTILINE)
 
 
 def digest(content: bytes) -> str:

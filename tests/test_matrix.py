@@ -15,6 +15,7 @@ import pytest
 
 from hooks.bakery.jinja import RefusedAnswer
 from testkit.matrix import (
+    COSTED,
     VALIDATED,
     Matrix,
     bake_differences,
@@ -71,6 +72,8 @@ def test_each_distinct_manifest_set_bakes_and_passes_its_validator(
         output = capfd.readouterr().out
 
         assert VALIDATED.search(output), (keys[0], output)
+        overlays = sorted(p.parent.name for p in project.glob("k8s/overlays/*/kustomization.yaml"))
+        assert COSTED.findall(output) == overlays, (keys[0], output)
         assert bake_differences(project, matrix.rendered[keys[0]]) == [], keys[0]
 
 

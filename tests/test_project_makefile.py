@@ -43,6 +43,7 @@ EXERCISED = {
     "lint": "test_newcomer_follows_the_readme_literally",
     "format": "test_newcomer_follows_the_readme_literally",
     "validate": "test_newcomer_follows_the_readme_literally",
+    "cost": "test_newcomer_follows_the_readme_literally",
     "test": "test_newcomer_follows_the_readme_literally",
     "migrate": "test_newcomer_follows_the_readme_literally",
     "migration": "test_make_migration_writes_a_lint_clean_migration_that_applies",

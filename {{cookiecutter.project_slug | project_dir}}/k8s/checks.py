@@ -42,10 +42,8 @@ HPA = "HorizontalPodAutoscaler"
 SCALED_OBJECT = "ScaledObject"
 # Each autoscaler kind's minimum field, and its default when unset (KEDA's scales to zero).
 AUTOSCALER_MINIMUM = {HPA: ("minReplicas", 1), SCALED_OBJECT: ("minReplicaCount", 0)}
-{%- if cookiecutter.worker == "kafka" %}
 # And its maximum field (an HPA's is required; KEDA's default is 100).
 AUTOSCALER_MAXIMUM = {HPA: ("maxReplicas", 1), SCALED_OBJECT: ("maxReplicaCount", 100)}
-{%- endif %}
 # The namespace a PromQL selector names, as in `metric{namespace="shop"}`.
 QUERY_NAMESPACE = re.compile(r'\bnamespace="([^"]*)"')
 # The pods' `app.kubernetes.io/name` label as Prometheus names it (the PodMonitor's
@@ -219,6 +217,11 @@ def minimum_replicas(autoscaler: dict) -> int:
     return autoscaler.get("spec", {}).get(field_name, default)
 
 
+def maximum_replicas(autoscaler: dict) -> int:
+    field_name, default = AUTOSCALER_MAXIMUM[autoscaler["kind"]]
+    return autoscaler.get("spec", {}).get(field_name, default)
+
+
 def check_autoscaling(manifests: Manifests) -> CheckResult:
     for autoscaler in manifests.autoscalers:
         workload = manifests.target_of(autoscaler)
@@ -265,8 +268,8 @@ def partition_problems(manifests: Manifests) -> CheckResult:
         workload = manifests.target_of(autoscaler)
         if workload is None or component(workload) != WORKER:
             continue
-        field_name, default = AUTOSCALER_MAXIMUM[autoscaler["kind"]]
-        maximum = autoscaler.get("spec", {}).get(field_name, default)
+        field_name = AUTOSCALER_MAXIMUM[autoscaler["kind"]][0]
+        maximum = maximum_replicas(autoscaler)
         for container in containers(workload, init=False):
             value = environment_value(manifests, workload, container, "KAFKA_TOPIC_PARTITIONS")
             if value is not None and value.isdigit() and maximum > int(value):

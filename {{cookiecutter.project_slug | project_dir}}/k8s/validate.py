@@ -13,6 +13,9 @@ Every overlay in k8s/overlays/ is
    the NetworkPolicies let through what the `*_URL` settings name, the termination budget
    holds, and the pods run as the image's user.
 
+When every overlay is valid, a line per overlay gives what its pods request and cost a month
+(`k8s/cost.py`, which `make cost` runs for the details).
+
 Unknown kinds, removed APIs and duplicate YAML keys are errors. What a missing tool would have
 checked is named in one line, never skipped silently. Without kubectl nothing is built: the
 source files are still parsed and linted, and those a kustomization lists as resources validated
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +42,7 @@ from pathlib import Path
 
 import yaml
 from checks import CHECKS, GENERATED_NAME_SUFFIX, Finding, Manifests, ref
+from cost import CostError, Estimate, price_list
 from custom_resources import CUSTOM_RESOURCES, custom_resource_problems, is_custom, schema_installed
 
 # The oldest Kubernetes release these manifests must run on; chosen when the project was created.
@@ -360,8 +365,9 @@ def with_component(root: Path, build: Build, scratch: Path) -> Path:
 
 def check_build(
     build: Build, output: str, sources: Sources, versions: list[str], tools: Tools, report: Report
-) -> None:
-    """Lint, validate and cross-check what `kubectl kustomize` built for one overlay."""
+) -> list[dict]:
+    """Lint, validate and cross-check what `kubectl kustomize` built for one overlay; its
+    resources."""
     directory = build.directory(K8S_DIR)
     where = relative(directory / "kustomization.yaml")
     resources = load_documents(output)
@@ -389,6 +395,7 @@ def check_build(
             # A resource too malformed to check; the schema errors above say what is wrong.
             message = f"{check.__name__} could not run: malformed resource ({error!r})"
             report.add([build.label], message, where)
+    return resources
 
 
 @dataclass
@@ -400,6 +407,8 @@ class Outcome:
     components: list[str]
     # The custom resource kinds the source files hold.
     custom_kinds: set[str]
+    # Each overlay's resources as kubectl built it alone; none without kubectl.
+    built: dict[str, list[dict]]
 
 
 def validate(names: list[str], versions: list[str], tools: Tools) -> Outcome:
@@ -408,6 +417,7 @@ def validate(names: list[str], versions: list[str], tools: Tools) -> Outcome:
     report = Report([b.label for b in planned] or names)
     with tempfile.TemporaryDirectory() as scratch:
         builds: dict[Build, tuple[Path, subprocess.Popen[str]]] = {}
+        built: dict[str, list[dict]] = {}
         stand_ins = with_secret_stand_ins(Path(scratch)) if tools.kubectl else None
         project_root = stand_ins or K8S_DIR
         for build in planned:
@@ -443,7 +453,9 @@ def validate(names: list[str], versions: list[str], tools: Tools) -> Outcome:
         for build, (root, process) in builds.items():
             output, errors = process.communicate()
             if process.returncode == 0:
-                check_build(build, output, sources, versions, tools, report)
+                resources = check_build(build, output, sources, versions, tools, report)
+                if build.component is None:
+                    built[build.overlay] = resources
                 continue
             # Name files as they are in the project, not in the scratch copy.
             errors = " ".join(errors.replace(str(root), relative(K8S_DIR)).split())
@@ -451,7 +463,7 @@ def validate(names: list[str], versions: list[str], tools: Tools) -> Outcome:
             what = "cannot build" + (f" with {build.component}" if build.component else "")
             report.add([build.label], f"{what}: kubectl kustomize failed: {errors}", where)
     used = sorted({b.component for b in planned if b.component is not None})
-    return Outcome(report, stand_ins is not None, used, custom_kinds)
+    return Outcome(report, stand_ins is not None, used, custom_kinds, built)
 
 
 def skipped_line(tools: Tools, names: list[str], custom_kinds: set[str]) -> str | None:
@@ -534,6 +546,13 @@ def main(argv: list[str] | None = None) -> int:
     notes = [f"each also with {', '.join(outcome.components)}"] if outcome.components else []
     notes += ["secrets from *.example stand-ins"] if outcome.stand_ins else []
     print(f"k8s: {checked} valid" + (f" ({'; '.join(notes)})" if notes else ""))
+    try:
+        prices = price_list(os.environ)
+        for name, resources in outcome.built.items():
+            print(Estimate.of(name, resources).summary(prices))
+    except CostError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
