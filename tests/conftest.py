@@ -91,6 +91,24 @@ def project_venv(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], P
     return install
 
 
+@pytest.fixture(scope="session")
+def installed_copy(
+    baked: Callable[..., Path],
+    project_venv: Callable[[Path], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., tuple[Path, Path]]:
+    """`installed_copy(**answers)`: a private copy of that bake, and its locked venv. Servers
+    started from the copy write their byte code there, not into the shared bake."""
+
+    def copy_and_install(**answers: str) -> tuple[Path, Path]:
+        baked_project = baked(**answers)
+        project = tmp_path_factory.mktemp("installed") / baked_project.name
+        shutil.copytree(baked_project, project)
+        return project, project_venv(project)
+
+    return copy_and_install
+
+
 # The matrix's size and time (tests/test_matrix.py), summed from every worker's reports.
 MATRIX_MODULE = "tests/test_matrix.py::"
 matrix_totals: Counter[str] = Counter()

@@ -41,11 +41,14 @@ prod: 3 to 8 pods request 1.5 to 4 vCPU and 1.5 to 4 GiB
 """
 
 
-def cost(project: Path, *args: str, **environment: str) -> subprocess.CompletedProcess[str]:
-    """`python k8s/cost.py`, with this test run's kubectl (the project's `make install` has one)."""
+def cost(
+    project: Path, *args: str, script: str = "k8s/cost.py", **environment: str
+) -> subprocess.CompletedProcess[str]:
+    """`python k8s/cost.py` (or another script of k8s/), with this test run's kubectl (the
+    project's `make install` has one) and no COST_ settings but these."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("COST_")}
     return subprocess.run(
-        [sys.executable, "k8s/cost.py", *args],
+        [sys.executable, script, *args],
         cwd=project,
         capture_output=True,
         text=True,
@@ -83,14 +86,7 @@ def test_make_cost_of_the_default_bake_is_what_its_manifests_request_at_list_pri
 
 
 def test_make_validate_ends_with_a_cost_line_per_overlay(default_project: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "k8s/validate.py"],
-        cwd=default_project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = cost(default_project, script="k8s/validate.py")
 
     assert result.returncode == 0, result.stderr
     basis = "list prices of 2025-06-01 from k8s/prices.toml; make cost for each"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -67,16 +66,8 @@ class Models:
 
 
 @pytest.fixture(scope="module")
-def inference_project(
-    baked: Callable[..., Path],
-    project_venv: Callable[[Path], Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, Path]:
-    """The bake and its venv; a copy, so the servers' byte code stays out of the bake."""
-    baked_project = baked(**ANSWERS)
-    project = tmp_path_factory.mktemp("inference") / baked_project.name
-    shutil.copytree(baked_project, project)
-    return project, project_venv(project)
+def inference_project(installed_copy: Callable[..., tuple[Path, Path]]) -> tuple[Path, Path]:
+    return installed_copy(**ANSWERS)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import json
 import random
 import re
 import resource
-import shutil
 import signal
 import time
 import uuid
@@ -64,16 +63,8 @@ OPEN_FILES = 4 * SHUTDOWN_CLIENTS
 
 
 @pytest.fixture(scope="module")
-def channels_project(
-    baked: Callable[..., Path],
-    project_venv: Callable[[Path], Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, Path]:
-    """The bake and its venv; a copy, so the servers' byte code stays out of the bake."""
-    baked_project = baked(**ANSWERS)
-    project = tmp_path_factory.mktemp("channels") / baked_project.name
-    shutil.copytree(baked_project, project)
-    return project, project_venv(project)
+def channels_project(installed_copy: Callable[..., tuple[Path, Path]]) -> tuple[Path, Path]:
+    return installed_copy(**ANSWERS)
 
 
 @pytest.fixture(scope="module", autouse=True)
