@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import os
 import statistics
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serving import IMAGE_ENV, SERVER_PROBE, Deployment, package_versions, probe, run
+from benchmarks.serving import (
+    IMAGE_ENV,
+    SERVER_PROBE,
+    Deployment,
+    bake_as_the_image_does,
+    package_versions,
+    probe,
+)
 from testkit import inference
-from testkit.locks import install_locked
 from testkit.services import Service, free_port, pod_environment
-from testkit.template import bake_in_subprocess
 
 ANSWERS = {"framework": "fastapi", "database": "none", "inference": "yes"}
 # Rendered over naive, round medians: predictions/s at least, /health p99 under load at most.
@@ -81,24 +85,11 @@ class InferenceDeployment:
     model: inference.Exported
 
 
-def write_naive_app(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "naive.py").write_text(textwrap.dedent(NAIVE_APP).lstrip())
-    return directory
-
-
 def deploy(workdir: Path) -> InferenceDeployment:
     """Bake, install the runtime lock, compile bytecode as the image does; export the model."""
-    output = workdir / "inference"
-    output.mkdir(parents=True)
-    baked = bake_in_subprocess(output, **ANSWERS)
-    if baked.returncode != 0:
-        raise RuntimeError(f"baking {ANSWERS} failed:\n{baked.stderr}")
-    (project,) = output.iterdir()
-    venv = workdir / "inference-venv"
-    python = str(install_locked(project, venv, "requirements.lock"))
-    naive_dir = write_naive_app(workdir / "inference-naive")
-    run([python, "-m", "compileall", "-q", str(project), str(naive_dir), str(venv / "lib")])
+    project, venv, naive_dir = bake_as_the_image_does(
+        workdir, "inference", ANSWERS, {"naive.py": NAIVE_APP}
+    )
     model = inference.heavy_mlp(workdir / "inference-model" / "mlp.onnx")
     return InferenceDeployment(project, venv, naive_dir, model)
 

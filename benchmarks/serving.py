@@ -15,7 +15,7 @@ import shlex
 import subprocess
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -349,24 +349,40 @@ def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def deploy(framework: str, workdir: Path) -> Deployment:
-    """Bake, install the runtime lock, compile bytecode, collect static files: as the image does."""
-    output = workdir / framework
-    output.mkdir(parents=True)
-    baked = bake_in_subprocess(output, framework=framework, database="postgresql")
-    if baked.returncode != 0:
-        raise RuntimeError(f"baking framework={framework} failed:\n{baked.stderr}")
-    (project,) = output.iterdir()
-    venv = workdir / f"{framework}-venv"
-    python = str(install_locked(project, venv, "requirements.lock"))
-    run([python, "-m", "compileall", "-q", str(project), str(venv / "lib")])
-    collect_static(project, venv)
-    bare_dir = workdir / f"{framework}-bare"
-    for name, source in (BARE_FASTAPI if framework == "fastapi" else BARE_DJANGO).items():
-        path = bare_dir / name
+def write_baseline(directory: Path, files: Mapping[str, str]) -> Path:
+    """A baseline app's files (name -> source) in this directory."""
+    for name, source in files.items():
+        path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(source).lstrip())
-    run([python, "-m", "compileall", "-q", str(bare_dir)])
+    return directory
+
+
+def bake_as_the_image_does(
+    workdir: Path, name: str, answers: Mapping[str, str], baseline: Mapping[str, str]
+) -> tuple[Path, Path, Path]:
+    """Bake these answers into workdir/name, install its runtime lock into workdir/name-venv and
+    write the baseline app's files (name -> source) into workdir/name-bare, with the bytecode of
+    all three compiled as the image compiles its own: (project, venv, baseline directory)."""
+    output = workdir / name
+    output.mkdir(parents=True)
+    baked = bake_in_subprocess(output, **answers)
+    if baked.returncode != 0:
+        raise RuntimeError(f"baking {dict(answers)} failed:\n{baked.stderr}")
+    (project,) = output.iterdir()
+    venv = workdir / f"{name}-venv"
+    python = str(install_locked(project, venv, "requirements.lock"))
+    baseline_dir = write_baseline(workdir / f"{name}-bare", baseline)
+    run([python, "-m", "compileall", "-q", str(project), str(baseline_dir), str(venv / "lib")])
+    return project, venv, baseline_dir
+
+
+def deploy(framework: str, workdir: Path) -> Deployment:
+    """Bake, install the runtime lock, compile bytecode, collect static files: as the image does."""
+    answers = {"framework": framework, "database": "postgresql"}
+    baseline = BARE_FASTAPI if framework == "fastapi" else BARE_DJANGO
+    project, venv, bare_dir = bake_as_the_image_does(workdir, framework, answers, baseline)
+    collect_static(project, venv)
     return Deployment(framework, project, venv, bare_dir)
 
 

@@ -31,7 +31,6 @@ import multiprocessing.connection
 import os
 import resource
 import statistics
-import textwrap
 import time
 import uuid
 from collections import Counter
@@ -43,11 +42,9 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from benchmarks.serving import IMAGE_ENV, package_versions, run, worker_pids
+from benchmarks.serving import IMAGE_ENV, bake_as_the_image_does, package_versions, run, worker_pids
 from testkit import wsclients
-from testkit.locks import install_locked
 from testkit.services import REDIS_URL, Service, free_port, pod_environment
-from testkit.template import bake_in_subprocess
 
 ANSWERS = {"framework": "fastapi", "database": "none", "websockets": "yes"}
 # Rendered delivery rate over the bare loop's, at least; the others' p99 with a stalled client
@@ -136,24 +133,11 @@ class ChannelsDeployment:
     bare_dir: Path
 
 
-def write_bare_app(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "broadcast.py").write_text(textwrap.dedent(BARE_BROADCAST).lstrip())
-    return directory
-
-
 def deploy(workdir: Path) -> ChannelsDeployment:
     """Bake, install the runtime lock and compile bytecode, as the image does."""
-    output = workdir / "channels"
-    output.mkdir(parents=True)
-    baked = bake_in_subprocess(output, **ANSWERS)
-    if baked.returncode != 0:
-        raise RuntimeError(f"baking {ANSWERS} failed:\n{baked.stderr}")
-    (project,) = output.iterdir()
-    venv = workdir / "channels-venv"
-    python = str(install_locked(project, venv, "requirements.lock"))
-    bare_dir = write_bare_app(workdir / "channels-bare")
-    run([python, "-m", "compileall", "-q", str(project), str(bare_dir), str(venv / "lib")])
+    project, venv, bare_dir = bake_as_the_image_does(
+        workdir, "channels", ANSWERS, {"broadcast.py": BARE_BROADCAST}
+    )
     return ChannelsDeployment(project, venv, bare_dir)
 
 

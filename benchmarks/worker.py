@@ -22,7 +22,6 @@ import os
 import signal
 import statistics
 import subprocess
-import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,10 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serving import run
+from benchmarks.serving import bake_as_the_image_does, run
 from hooks.bakery.facts import Worker, derive
 from testkit import brokers
-from testkit.locks import install_locked
 from testkit.services import (
     database_url,
     free_port,
@@ -44,7 +42,7 @@ from testkit.services import (
     psql,
     throwaway_database,
 )
-from testkit.template import bake_in_subprocess, defaults
+from testkit.template import defaults
 
 # The rendered worker's messages/s over the bare loop's, at least.
 TARGET_RATIO = 0.8
@@ -161,19 +159,10 @@ class WorkerDeployment:
 
 def deploy(framework: str, broker: str, workdir: Path) -> WorkerDeployment:
     """Bake, install the runtime lock and compile bytecode, as the image does."""
-    output = workdir / f"{framework}-{broker}"
-    output.mkdir(parents=True)
     answers = {"framework": framework, "database": "postgresql", "worker": broker}
-    baked = bake_in_subprocess(output, **answers)
-    if baked.returncode != 0:
-        raise RuntimeError(f"baking {answers} failed:\n{baked.stderr}")
-    (project,) = output.iterdir()
-    venv = workdir / f"{framework}-{broker}-venv"
-    python = str(install_locked(project, venv, "requirements.lock"))
-    run([python, "-m", "compileall", "-q", str(project), str(venv / "lib")])
-    bare_dir = workdir / f"{framework}-{broker}-bare"
-    bare_dir.mkdir()
-    (bare_dir / "consumer.py").write_text(textwrap.dedent(BARE_CONSUMER).lstrip())
+    project, venv, bare_dir = bake_as_the_image_does(
+        workdir, f"{framework}-{broker}", answers, {"consumer.py": BARE_CONSUMER}
+    )
     slug = project.name
     facts = derive(
         {**defaults(), **answers, "project_slug": slug, "package_name": slug.replace("-", "_")}

@@ -318,7 +318,9 @@ def test_the_channels_benchmark_runs_on_a_small_crowd(
     """The real measurement with quick values: every number the report reads is there."""
     project = baked(**websockets.ANSWERS)
     deployment = websockets.ChannelsDeployment(
-        project, project_venv(project), websockets.write_bare_app(tmp_path / "bare")
+        project,
+        project_venv(project),
+        serving.write_baseline(tmp_path / "bare", {"broadcast.py": websockets.BARE_BROADCAST}),
     )
     shape = websockets.Shape(
         clients=40,
@@ -426,7 +428,7 @@ def test_the_inference_benchmark_runs_on_a_few_requests(
     deployment = inference.InferenceDeployment(
         project,
         project_venv(project),
-        inference.write_naive_app(tmp_path / "naive"),
+        serving.write_baseline(tmp_path / "naive", {"naive.py": inference.NAIVE_APP}),
         small_classifier(tmp_path / "model" / "classifier.onnx"),
     )
     shape = inference.Shape(clients=24, requests=60, rounds=1)
