@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-# The default bake, worked out by hand from its manifests and k8s/prices.toml:
+# The default bake, worked out by hand from its manifests and k8s/prices.json:
 # - a web pod requests 500m CPU and 512Mi in its app container, and as much in its migrate
 #   initContainer, which runs before it: 0.5 vCPU and 0.5 GiB;
 # - prod: the HPA keeps 3 to 8 web pods: 1.5 to 4 vCPU and GiB;
@@ -27,14 +27,14 @@ DEFAULT_COST = """\
 dev: 3 to 4 pods request 1.1 to 1.6 vCPU and 1.25 to 1.75 GiB
   Deployment/orders-service  2 to 3 pods x 0.5 vCPU, 0.5 GiB
   Deployment/postgresql      1 pod x 0.1 vCPU, 0.25 GiB
-  a month on demand (730 h, list prices of 2025-06-01 from k8s/prices.toml):
+  a month on demand (730 h, list prices of 2025-06-01 from k8s/prices.json):
     AWS m7i.large (us-east-1)                 $30.36 to $43.94
     Azure D2s v5 (East US)                    $28.91 to $41.85
     Google Cloud n2-standard-2 (us-central1)  $29.25 to $42.33
 
 prod: 3 to 8 pods request 1.5 to 4 vCPU and 1.5 to 4 GiB
   Deployment/orders-service  3 to 8 pods x 0.5 vCPU, 0.5 GiB
-  a month on demand (730 h, list prices of 2025-06-01 from k8s/prices.toml):
+  a month on demand (730 h, list prices of 2025-06-01 from k8s/prices.json):
     AWS m7i.large (us-east-1)                 $40.74 to $108.64
     Azure D2s v5 (East US)                    $38.80 to $103.47
     Google Cloud n2-standard-2 (us-central1)  $39.25 to $104.68
@@ -89,7 +89,7 @@ def test_make_validate_ends_with_a_cost_line_per_overlay(default_project: Path) 
     result = cost(default_project, script="k8s/validate.py")
 
     assert result.returncode == 0, result.stderr
-    basis = "list prices of 2025-06-01 from k8s/prices.toml; make cost for each"
+    basis = "list prices of 2025-06-01 from k8s/prices.json; make cost for each"
     # The cheapest cloud's minimum to the dearest one's maximum.
     assert result.stdout.splitlines()[-2:] == [
         "cost: dev requests 1.1 to 1.6 vCPU and 1.25 to 1.75 GiB, $28.91 to $43.94 a month on"

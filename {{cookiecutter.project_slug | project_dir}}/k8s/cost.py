@@ -4,7 +4,7 @@ Each overlay is built with `kubectl kustomize`, as k8s/validate.py builds it, so
 follows every edit. For each Deployment and StatefulSet it takes the CPU and memory one pod
 requests and the fewest and most pods its autoscaler allows (its `replicas` when nothing scales
 it), and prices the total at on-demand rates per vCPU-hour and GiB-hour: each instance of
-k8s/prices.toml split into the two, or COST_VCPU_HOUR and COST_GIB_HOUR when set.
+k8s/prices.json split into the two, or COST_VCPU_HOUR and COST_GIB_HOUR when set.
 
 Requests are what the cluster reserves for the pods, so this is the share of the nodes they
 occupy: no control plane, storage, traffic or idle node capacity.
@@ -14,12 +14,12 @@ Exit status: 0, or 1 when an overlay cannot be built or a price setting is inval
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -28,7 +28,7 @@ from pathlib import Path
 from checks import Manifests, maximum_replicas, minimum_replicas, pod_spec, ref
 
 K8S_DIR = Path(__file__).resolve().parent
-PRICES_FILE = K8S_DIR / "prices.toml"
+PRICES_FILE = K8S_DIR / "prices.json"
 PRICE_VARIABLES = {"COST_VCPU_HOUR": "vCPU-hour", "COST_GIB_HOUR": "GiB-hour"}
 GIB = Decimal(2**30)
 # Kubernetes' resource quantities: a decimal number, an optional exponent, an SI or binary suffix.
@@ -148,7 +148,8 @@ def number(value: object) -> Decimal:
 
 
 def price_list(environ: Mapping[str, str]) -> PriceList:
-    table = tomllib.loads(PRICES_FILE.read_text(encoding="utf-8"))
+    # JSON, not TOML: Python 3.10, which may run the bake's validator, has no tomllib.
+    table = json.loads(PRICES_FILE.read_text(encoding="utf-8"), parse_float=Decimal)
     hours, currency = number(table["hours_per_month"]), table["currency"]
     given = {name: environ.get(name, "") for name in PRICE_VARIABLES}
     if any(given.values()):
@@ -167,16 +168,16 @@ def price_list(environ: Mapping[str, str]) -> PriceList:
             rates.append(rate)
         basis = " and ".join(f"{n}={v}" for n, v in given.items())
         return PriceList([Price("your prices", *rates)], hours, currency, basis)
-    # A vCPU-hour is worth this many GiB-hours (the published split in prices.toml).
+    # A vCPU-hour is worth this many GiB-hours (the published split in prices.json).
     ratio = number(table["split"]["vcpu_hour"]) / number(table["split"]["gib_hour"])
     prices = []
-    for instance in table["instance"]:
+    for instance in table["instances"]:
         gib_hour = number(instance["hourly"]) / (
             number(instance["vcpus"]) * ratio + number(instance["memory_gib"])
         )
         name = f"{instance['cloud']} {instance['type']} ({instance['region']})"
         prices.append(Price(name, gib_hour * ratio, gib_hour))
-    basis = f"list prices of {table['as_of']} from k8s/prices.toml"
+    basis = f"list prices of {table['as_of']} from k8s/prices.json"
     return PriceList(prices, hours, currency, basis)
 
 
