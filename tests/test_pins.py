@@ -367,8 +367,10 @@ def test_installed_lock_set_has_exactly_the_recorded_modules(
 def lock_platforms(name: str) -> tuple[Platform, ...]:
     """Where a lock set installs, as the facts of the combinations it serves say."""
     answers = next(
-        dict(part.split("=", 1) for part in key.split())
-        for key, lock_set in INDEX["combinations"].items()
+        combination
+        for combination, lock_set in zip(
+            PINNED_COMBINATIONS, INDEX["combinations"].values(), strict=True
+        )
         if lock_set == name
     )
     return facts.derive(context_for(answers)).lock_platforms

@@ -204,15 +204,18 @@ class Estimate:
     overlay: str
     workloads: list[Workload]
     per_node: list[str]
-    fewest: Requests
-    most: Requests
 
     @classmethod
     def of(cls, overlay: str, resources: list[dict]) -> Estimate:
-        priced, per_node = workloads(resources)
-        fewest = sum((w.per_pod * w.fewest for w in priced), Requests())
-        most = sum((w.per_pod * w.most for w in priced), Requests())
-        return cls(overlay, priced, per_node, fewest, most)
+        return cls(overlay, *workloads(resources))
+
+    @property
+    def fewest(self) -> Requests:
+        return sum((w.per_pod * w.fewest for w in self.workloads), Requests())
+
+    @property
+    def most(self) -> Requests:
+        return sum((w.per_pod * w.most for w in self.workloads), Requests())
 
     def requested(self) -> str:
         cpu = span(plain(self.fewest.cpu), plain(self.most.cpu))
@@ -224,7 +227,8 @@ class Estimate:
         return price.monthly(self.fewest, hours), price.monthly(self.most, hours)
 
     def report(self, prices: PriceList) -> list[str]:
-        fewest, most = (sum(getattr(w, end) for w in self.workloads) for end in ("fewest", "most"))
+        fewest = sum(w.fewest for w in self.workloads)
+        most = sum(w.most for w in self.workloads)
         lines = [f"{self.overlay}: {pods(fewest, most)} request {self.requested()}"]
         width = max((len(w.name) for w in self.workloads), default=0)
         for workload in self.workloads:
@@ -254,7 +258,7 @@ class Estimate:
 
 def main(argv: Iterable[str] | None = None) -> int:
     # validate.py imports this module for its summary line, so it is imported only here.
-    from validate import find_tool, load_documents, with_secret_stand_ins
+    from validate import find_tool, load_documents, overlay_names, with_secret_stand_ins
 
     parser = argparse.ArgumentParser(
         prog="python k8s/cost.py",
@@ -262,10 +266,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     parser.add_argument("overlays", nargs="*", help="overlay names (default: all in k8s/overlays)")
     args = parser.parse_args(None if argv is None else list(argv))
-    names = args.overlays or sorted(
-        p.parent.name for p in K8S_DIR.glob("overlays/*/kustomization.yaml")
-    )
-    unknown = [n for n in names if not (K8S_DIR / "overlays" / n / "kustomization.yaml").is_file()]
+    names, unknown = overlay_names(args.overlays)
     if unknown:
         print(f"error: no such overlays in k8s/overlays: {', '.join(unknown)}", file=sys.stderr)
         return 1

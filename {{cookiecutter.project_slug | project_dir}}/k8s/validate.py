@@ -343,6 +343,16 @@ def listed_components(overlay: str) -> list[str] | None:
     return [relative((directory / c).resolve()).removeprefix("k8s/") for c in listed]
 
 
+def overlay_names(requested: list[str]) -> tuple[list[str], list[str]]:
+    """The overlays to build (those requested, or every one in k8s/overlays), and those of them
+    that k8s/overlays does not have."""
+    names = requested or sorted(
+        p.parent.name for p in K8S_DIR.glob("overlays/*/kustomization.yaml")
+    )
+    unknown = [n for n in names if not (K8S_DIR / "overlays" / n / "kustomization.yaml").is_file()]
+    return names, unknown
+
+
 def planned_builds(names: list[str]) -> list[Build]:
     builds = [Build(name) for name in names]
     for name in names:
@@ -516,12 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     versions = args.versions or [KUBERNETES_VERSION]
-    names = args.overlays or sorted(
-        p.parent.name for p in K8S_DIR.glob("overlays/*/kustomization.yaml")
-    )
-    if not names or not all(
-        (K8S_DIR / "overlays" / n / "kustomization.yaml").is_file() for n in names
-    ):
+    names, unknown = overlay_names(args.overlays)
+    if not names or unknown:
         print(f"error: no such overlays in k8s/overlays: {', '.join(names)}", file=sys.stderr)
         return 1
     tools = Tools.installed()
