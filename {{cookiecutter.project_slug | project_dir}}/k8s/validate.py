@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -43,7 +44,17 @@ from pathlib import Path
 import yaml
 from checks import CHECKS, GENERATED_NAME_SUFFIX, Finding, Manifests, ref
 from cost import CostError, Estimate, price_list
+{%- if cookiecutter.exposure == "gateway" %}
+from custom_resources import (
+    CUSTOM_RESOURCES,
+    UNPACKAGED,
+    custom_resource_problems,
+    is_custom,
+    schema_installed,
+)
+{%- else %}
 from custom_resources import CUSTOM_RESOURCES, custom_resource_problems, is_custom, schema_installed
+{%- endif %}
 
 # The oldest Kubernetes release these manifests must run on; chosen when the project was created.
 KUBERNETES_VERSION = "{{ cookiecutter.kubernetes_version }}"
@@ -220,21 +231,30 @@ def load_schema_validator(versions: list[str], report: Report) -> None:
 
 
 def schema_problems(resources: list[dict], versions: list[str]) -> Iterator[Finding]:
-    import kubernetes_validate
-
     for version in (v for v in versions if v in bundled_versions()):
         for resource in resources:
-            try:
-                kubernetes_validate.validate(resource, version, strict=True)
-            except kubernetes_validate.ValidationError as error:
-                path = ".".join(str(part) for part in error.path) or "(top level)"
-                yield Finding(resource, f"schema for Kubernetes {version}: {path}: {error.message}")
-            except kubernetes_validate.SchemaNotFoundError:
-                yield Finding(
-                    resource,
-                    f"{resource.get('apiVersion')} {resource.get('kind')} does not exist in"
-                    f" Kubernetes {version} (unknown kind or removed API)",
-                )
+            text = json.dumps(resource, sort_keys=True)
+            for message in resource_schema_problems(text, version):
+                yield Finding(resource, message)
+
+
+@functools.cache
+def resource_schema_problems(text: str, version: str) -> tuple[str, ...]:
+    """Once per distinct resource: most are the same in every build of an overlay."""
+    import kubernetes_validate
+
+    resource = json.loads(text)
+    try:
+        kubernetes_validate.validate(resource, version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = ".".join(str(part) for part in error.path) or "(top level)"
+        return (f"schema for Kubernetes {version}: {path}: {error.message}",)
+    except kubernetes_validate.SchemaNotFoundError:
+        return (
+            f"{resource.get('apiVersion')} {resource.get('kind')} does not exist in"
+            f" Kubernetes {version} (unknown kind or removed API)",
+        )
+    return ()
 
 
 def kubeconform_problems(
@@ -271,7 +291,12 @@ class Tools:
             kubeconform=find_tool("kubeconform"),
             yamllint=importlib.util.find_spec("yamllint") is not None,
             kubernetes_validate=importlib.util.find_spec("kubernetes_validate") is not None,
+{%- if cookiecutter.exposure == "gateway" %}
+            custom_schemas=frozenset(kind for kind in CUSTOM_RESOURCES if schema_installed(kind))
+            | UNPACKAGED.keys(),
+{%- else %}
             custom_schemas=frozenset(kind for kind in CUSTOM_RESOURCES if schema_installed(kind)),
+{%- endif %}
         )
 
     def missing(self, custom_kinds: Iterable[str]) -> list[str]:
@@ -283,6 +308,9 @@ class Tools:
             **{
                 CUSTOM_RESOURCES[kind].package: kind in self.custom_schemas
                 for kind in sorted(custom_kinds)
+{%- if cookiecutter.exposure == "gateway" %}
+                if kind in CUSTOM_RESOURCES
+{%- endif %}
             },
             "kubeconform": self.kubeconform,
         }
@@ -386,7 +414,8 @@ def check_build(
         for resource, message in findings:
             report.add([build.label], message, sources.origin(resource, directory), resource)
 
-    if tools.yamllint:
+    # A component's build adds the component's resources, whose files are linted as sources.
+    if tools.yamllint and build.component is None:
         lint = [(f"kubectl kustomize {relative(directory)}", output)]
         for source, message in yamllint_problems(lint):
             report.add([build.label], message, source)
@@ -480,7 +509,11 @@ def skipped_line(tools: Tools, names: list[str], custom_kinds: set[str]) -> str 
     """One line naming everything that did not run, and how to run it."""
     missing = tools.missing(custom_kinds)
     kinds_of: dict[str, list[str]] = {}
+{%- if cookiecutter.exposure == "gateway" %}
+    for kind in sorted(custom_kinds.intersection(CUSTOM_RESOURCES)):
+{%- else %}
     for kind in sorted(custom_kinds):
+{%- endif %}
         kinds_of.setdefault(CUSTOM_RESOURCES[kind].package, []).append(kind)
     skipped = [
         f"overlays {', '.join(names)} (not built without kubectl: no schema or cross-resource"
@@ -551,6 +584,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     notes = [f"each also with {', '.join(outcome.components)}"] if outcome.components else []
     notes += ["secrets from *.example stand-ins"] if outcome.stand_ins else []
+{%- if cookiecutter.exposure == "gateway" %}
+    notes += [
+        f"{kind} by its apiVersion only: kubectl apply --dry-run=server checks its fields"
+        for kind in sorted(outcome.custom_kinds.intersection(UNPACKAGED))
+    ]
+{%- endif %}
     print(f"k8s: {checked} valid" + (f" ({'; '.join(notes)})" if notes else ""))
     try:
         prices = price_list(os.environ)

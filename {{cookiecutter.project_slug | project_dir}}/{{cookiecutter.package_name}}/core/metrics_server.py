@@ -2,8 +2,8 @@
 
 Each worker writes its metrics (core/metrics.py) to files of its own in PROMETHEUS_MULTIPROC_DIR;
 on each scrape the master adds up every worker's files, those of workers that have exited
-included, so no count goes back when a worker restarts. The port is not the public one: the
-Service and the Ingress never route to it.
+included, so no count goes back when a worker restarts. The port is not the public one: neither
+the Service nor what is in front of it routes to it.
 """
 
 import shutil

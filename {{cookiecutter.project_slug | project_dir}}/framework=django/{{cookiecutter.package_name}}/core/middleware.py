@@ -40,7 +40,7 @@ class ProbeMiddleware:
         return self.get_response(request)
 
 
-# What ingress controllers and meshes send (a UUID, or hex digits like ingress-nginx's $req_id).
+# What proxies and meshes send (a UUID, or hex digits like nginx's $request_id).
 # Anything else, a merged pair of headers included, is replaced by a fresh id.
 REQUEST_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[0-9a-fA-F]{16,64}")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.core.shutdown import is_draining
 access_logger = structlog.get_logger("access")
 logger = structlog.get_logger(__name__)
 
-# What ingress controllers and meshes send (a UUID, or hex digits like ingress-nginx's $req_id).
+# What proxies and meshes send (a UUID, or hex digits like nginx's $request_id).
 # Anything else, a repeated header included, is replaced by a fresh id.
 REQUEST_ID = re.compile(rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[0-9a-fA-F]{16,64}")
 
