@@ -676,7 +676,7 @@ def bake_section(results: dict[str, Any]) -> Iterator[str]:
         matrix = results["matrix"]
         yield (
             f"| Whole matrix: {matrix['combinations']} combinations ({matrix['supported']}"
-            f" rendered and checked, {matrix['manifest_sets']} manifest sets baked and validated,"
+            f" rendered and checked, {matrix['python_sets']} Python file sets baked and validated,"
             f" {matrix['refused']} refused), s"
             f" | {matrix['total_seconds']:.1f} (render {matrix['render_seconds']:.1f},"
             f" bake {matrix['bake_seconds']:.1f},"

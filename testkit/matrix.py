@@ -286,11 +286,18 @@ def variant_patterns(answers: Mapping[str, str]) -> list[re.Pattern[str]]:
     ]
 
 
+@functools.cache
+def names_anywhere(pattern: re.Pattern[str], text: str) -> bool:
+    """Once per pattern and distinct text: most texts name nothing, and are in many projects."""
+    return pattern.search(text) is not None
+
+
 def mention_lines(relative: str, text: str, patterns: list[re.Pattern[str]]) -> list[str]:
+    found = [pattern for pattern in patterns if names_anywhere(pattern, text)]
     return [
         f"{relative}:{number}: {line.strip()}"
         for number, line in enumerate(text.splitlines(), 1)
-        if any(pattern.search(line) for pattern in patterns)
+        if any(pattern.search(line) for pattern in found)
     ]
 
 

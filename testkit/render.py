@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -22,7 +23,7 @@ from cookiecutter.prompt import prompt_for_config
 from jinja2 import FileSystemLoader, Template
 
 from hooks.bakery.facts import conditions
-from hooks.bakery.layout import landing_path
+from hooks.bakery.layout import CONDITION, landing_path
 from hooks.bakery.local_env import write_local_env
 from hooks.bakery.pins import LOCK_FILES, shipped_lock_set
 from testkit.template import TEMPLATE_ROOT, choice_options, defaults, supported_combinations
@@ -33,6 +34,17 @@ ACTIONLINT_DIR = TEMPLATE_ROOT / "tests" / "actionlint"
 
 def context_for(answers: Mapping[str, str]) -> dict[str, object]:
     """The `cookiecutter` variable a bake with these answers sees (derived names included)."""
+    options = choice_options()
+    chosen = {name: value for name, value in answers.items() if name in options}
+    if any(value not in options[name] for name, value in chosen.items()):
+        return dict(prompted_context(tuple(answers.items())))  # cookiecutter says what is wrong
+    # Derived names come from the free text alone: its rendering serves every choice.
+    free_text = tuple((name, value) for name, value in answers.items() if name not in options)
+    return {**prompted_context(free_text), **chosen}
+
+
+@functools.cache
+def prompted_context(answers: tuple[tuple[str, str], ...]) -> dict[str, object]:
     context = generate_context(
         context_file=str(TEMPLATE_ROOT / "cookiecutter.json"), extra_context=dict(answers)
     )
@@ -51,7 +63,7 @@ def template_files() -> tuple[str, ...]:
 def landing_files(answers: Mapping[str, str]) -> dict[str, str]:
     """{where it lands: template file} for every file a bake with these answers renders."""
     present = conditions(context_for(answers))
-    landed = ((landing_path(path, present), path) for path in template_files())
+    landed = ((conditional_landing(path, present), path) for path in template_files())
     return {target: source for target, source in landed if target is not None}
 
 
@@ -75,13 +87,9 @@ def render(relative_path: str, answers: Mapping[str, str]) -> str:
 
 
 def render_all(relative_paths: Iterable[str], answers: Mapping[str, str]) -> dict[str, str]:
-    """The texts a bake with these answers writes at these paths, from one Jinja environment."""
+    """The texts a bake with these answers writes at these paths."""
     cookiecutter = context_for(answers)
-    environment = StrictEnvironment(
-        context={"cookiecutter": cookiecutter},
-        keep_trailing_newline=True,
-        loader=FileSystemLoader(str(PROJECT_TEMPLATE)),
-    )
+    environment = shared_environment()
     sources = landing_files(answers)
     return {
         path: environment.get_template(sources[path]).render(cookiecutter=cookiecutter)
@@ -132,18 +140,43 @@ def path_template(path: str) -> Template:
 
 
 def rendered_landing(
-    path: str, cookiecutter: Mapping[str, object], present: tuple[tuple[str, str], ...]
+    path: str, cookiecutter: Mapping[str, object], conditions: Mapping[str, str]
 ) -> str | None:
     """Where a template file or folder lands: its name rendered as cookiecutter renders it,
-    then moved out of its condition folders as the hook's layout moves it."""
+    then moved out of its condition folders as the hook's layout moves it. Cached by what the
+    path names: the answers in its name, the conditions of its folders."""
     if "{" in path:
-        path = path_template(path).render(cookiecutter=cookiecutter)
-    return cached_landing(path, present)
+        named = tuple((name, cookiecutter[name]) for name in path_variables(path))
+        path = rendered_path(path, named)
+    return conditional_landing(path, conditions)
+
+
+def conditional_landing(path: str, conditions: Mapping[str, str]) -> str | None:
+    """Where a path lands once its condition folders are resolved (`landing_path`, cached)."""
+    relevant = tuple(
+        (name, conditions[name]) for name in path_conditions(path) if name in conditions
+    )
+    return cached_landing(path, relevant)
 
 
 @functools.cache
-def cached_landing(path: str, present: tuple[tuple[str, str], ...]) -> str | None:
-    return landing_path(path, dict(present))
+def path_variables(path: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(re.findall(r"cookiecutter\.(\w+)", path)))
+
+
+@functools.cache
+def rendered_path(path: str, named: tuple[tuple[str, object], ...]) -> str:
+    return path_template(path).render(cookiecutter=dict(named))
+
+
+@functools.cache
+def path_conditions(path: str) -> tuple[str, ...]:
+    return tuple(match["name"] for part in path.split("/") if (match := CONDITION.fullmatch(part)))
+
+
+@functools.cache
+def cached_landing(path: str, conditions: tuple[tuple[str, str], ...]) -> str | None:
+    return landing_path(path, dict(conditions))
 
 
 @functools.cache
@@ -178,7 +211,7 @@ def render_project(answers: Mapping[str, str]) -> RenderedProject:
     environment = shared_environment()
     # Renders the output directory's name first, as cookiecutter does: it validates the answers.
     name = path_template(PROJECT_TEMPLATE.name).render(cookiecutter=cookiecutter)
-    present = tuple(sorted(conditions(cookiecutter).items()))
+    present = conditions(cookiecutter)
     files: dict[str, bytes] = {}
     for source in template_files():
         target = rendered_landing(source, cookiecutter, present)

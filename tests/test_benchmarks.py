@@ -115,6 +115,7 @@ def synthetic_results(
             "supported": 48,
             "refused": 12,
             "manifest_sets": 20,
+            "python_sets": 10,
             "render_seconds": 5.0,
             "bake_seconds": 50.0,
             "checks_seconds": 20.0,

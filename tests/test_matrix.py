@@ -1,11 +1,13 @@
-"""Every combination of cookiecutter.json's choices: the supported ones render clean and their
-manifests pass the project's own validator in a real bake; the others are refused with their
-reason and leave nothing behind. benchmarks/matrix_time.py times the same work.
+"""Every combination of cookiecutter.json's choices: the supported ones render clean and bake as
+they render, their hook's validator passing; the others are refused with their reason and leave
+nothing behind. benchmarks/matrix_time.py times the same work.
 
 The supported combinations are rendered in memory and each distinct file is checked once
-(testkit.matrix); the validator runs once per distinct manifest set, in a real bake of that set's
-first combination, which must match its in-memory rendering byte for byte. The conftest prints
-the matrix's size and time in the terminal summary.
+(testkit.matrix). A real bake of each distinct Python file set's first combination (the hooks,
+the generated code and the project's validator are Python) must match its in-memory rendering
+byte for byte, its hook's validator passing. Every distinct manifest set is validated strictly,
+with the project's own locked tools, by tests/test_manifests.py. The conftest prints the matrix's
+size and time in the terminal summary.
 """
 
 from collections.abc import Callable
@@ -31,8 +33,8 @@ from testkit.template import (
     unsupported_combinations,
 )
 
-# The manifest sets are split in this many tests so that xdist's workers share them.
-MANIFEST_PARTS = 2
+# The bakes are split in this many tests so that xdist's workers share them.
+BAKE_PARTS = 2
 
 
 @pytest.fixture(scope="session")
@@ -53,20 +55,20 @@ def test_every_supported_combination_renders_clean(
     assert {key: found for key, found in problems.items() if found} == {}
 
 
-@pytest.mark.parametrize("part", range(MANIFEST_PARTS))
-def test_each_distinct_manifest_set_bakes_and_passes_its_validator(
+@pytest.mark.parametrize("part", range(BAKE_PARTS))
+def test_each_distinct_python_file_set_bakes_as_it_renders_and_passes_its_validator(
     matrix: Matrix,
     part: int,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
     record_property: Callable[[str, object], None],
 ) -> None:
-    """A real bake (hooks included) of each manifest set's first combination: its hook ran the
-    project's validator over the built overlays, and it wrote what the in-memory rendering holds,
-    so the other combinations of the set, rendered the same, pass the same validator."""
+    """A real bake (hooks included) of each Python file set's first combination: it wrote what
+    the in-memory rendering holds, so the checks of the renderings hold for the bakes, and its
+    hook ran the project's validator over the built overlays."""
     record_property("matrix_manifest_sets", len(matrix.manifest_sets))
-    for number, keys in enumerate(matrix.manifest_sets):
-        if number % MANIFEST_PARTS != part:
+    for number, keys in enumerate(matrix.python_sets):
+        if number % BAKE_PARTS != part:
             continue
         project = bake_in_process(matrix.answers(keys[0]), tmp_path / str(number))
         output = capfd.readouterr().out
