@@ -744,6 +744,18 @@ BROKEN_MANIFESTS = [
 ]
 
 
+def broken_copy_errors(
+    source: Path, tmp_path: Path, edits: list[tuple[str, str | None, str]]
+) -> str:
+    """What the validator says of a copy of `source` with these edits, which it must reject."""
+    project = tmp_path / "project"
+    shutil.copytree(source, project)
+    break_manifests(project, edits)
+    result = run_validator(project)
+    assert result.returncode == 1, result.stdout
+    return result.stderr
+
+
 def break_manifests(project: Path, edits: list[tuple[str, str | None, str]]) -> None:
     for name, old, new in edits:
         path = project / name
@@ -762,13 +774,11 @@ def break_manifests(project: Path, edits: list[tuple[str, str | None, str]]) -> 
 def test_validator_rejects_a_broken_manifest_naming_file_resource_and_problem(
     baked: Callable[..., Path], tmp_path: Path, edits: list, message: str | re.Pattern
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(baked(exposure="ingress", kubernetes_version="1.35"), project)
-    break_manifests(project, edits)
-    result = run_validator(project)
-    assert result.returncode == 1, result.stdout
+    errors = broken_copy_errors(
+        baked(exposure="ingress", kubernetes_version="1.35"), tmp_path, edits
+    )
     expected = message if isinstance(message, re.Pattern) else re.compile(re.escape(message))
-    assert expected.search(result.stderr), result.stderr
+    assert expected.search(errors), errors
 
 
 def test_kubeconform_on_path_runs_strict_and_its_failures_fail(
@@ -1215,12 +1225,8 @@ BROKEN_WORKER_MANIFESTS = [
 def test_validator_rejects_a_broken_worker_manifest_naming_file_resource_and_problem(
     baked: Callable[..., Path], tmp_path: Path, answers: dict, edits: list, message: str
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(baked(**answers), project)
-    break_manifests(project, edits)
-    result = run_validator(project)
-    assert result.returncode == 1, result.stdout
-    assert message in result.stderr, result.stderr
+    errors = broken_copy_errors(baked(**answers), tmp_path, edits)
+    assert message in errors, errors
 
 
 # --- The WebSocket channels (websockets=yes): Redis between the web pods ----------------------
@@ -1445,12 +1451,8 @@ BROKEN_CHANNELS_MANIFESTS = [
 def test_validator_rejects_a_broken_channels_manifest_naming_file_resource_and_problem(
     rendered: Callable[..., Path], tmp_path: Path, answers: dict, edits: list, message: str
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(rendered(websockets="yes", **answers), project)
-    break_manifests(project, edits)
-    result = run_validator(project)
-    assert result.returncode == 1, result.stdout
-    assert message in result.stderr, result.stderr
+    errors = broken_copy_errors(rendered(websockets="yes", **answers), tmp_path, edits)
+    assert message in errors, errors
 
 
 # --- Model inference (inference=yes): the model's start-up and its queue ----------------------
@@ -1673,12 +1675,8 @@ def broken_inference_manifests() -> list:
 def test_validator_rejects_a_broken_inference_manifest_naming_file_resource_and_problem(
     rendered: Callable[..., Path], tmp_path: Path, answers: dict, edits: list, message: str
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(rendered(**INFERENCE, **answers), project)
-    break_manifests(project, edits)
-    result = run_validator(project)
-    assert result.returncode == 1, result.stdout
-    assert message in result.stderr, result.stderr
+    errors = broken_copy_errors(rendered(**INFERENCE, **answers), tmp_path, edits)
+    assert message in errors, errors
 
 
 # --- Gateway API (exposure=gateway): the HTTPRoute --------------------------------------------
@@ -1824,12 +1822,8 @@ BROKEN_ROUTES = [
 def test_validator_rejects_a_broken_route_naming_file_resource_and_problem(
     rendered: Callable[..., Path], tmp_path: Path, answers: dict, edits: list, message: str
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(rendered(**GATEWAY, **answers), project)
-    break_manifests(project, edits)
-    result = run_validator(project)
-    assert result.returncode == 1, result.stdout
-    assert message in result.stderr, result.stderr
+    errors = broken_copy_errors(rendered(**GATEWAY, **answers), tmp_path, edits)
+    assert message in errors, errors
 
 
 def test_a_channels_timeout_of_zero_turns_it_off_and_passes(
