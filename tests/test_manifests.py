@@ -1835,3 +1835,15 @@ def test_a_channels_timeout_of_zero_turns_it_off_and_passes(
     result = run_validator(project)
     assert result.returncode == 0, result.stderr
     assert "HTTPRoute by its apiVersion only: kubectl apply --dry-run=server" in result.stdout
+
+
+@pytest.mark.parametrize("exposure", choice_options()["exposure"])
+def test_forwarded_headers_are_believed_only_behind_an_ingress_or_a_gateway(
+    built: Callable, exposure: str
+) -> None:
+    resources = built("prod", exposure=exposure)
+    [config] = [r for r in resources if r["kind"] == "ConfigMap" and "ENVIRONMENT" in r["data"]]
+    trusted = config["data"].get("FORWARDED_ALLOW_IPS")
+    # Without either, only the app's default (loopback) is believed.
+    expected = None if exposure == "none" else "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
+    assert trusted == expected

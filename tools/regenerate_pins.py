@@ -3,6 +3,8 @@
     python -m tools.regenerate_pins                 # keep each pin that still fits the ranges
     python -m tools.regenerate_pins --upgrade       # move every pin to the newest version allowed
     python -m tools.regenerate_pins --modules-only  # only re-record pins/modules.json
+    python -m tools.regenerate_pins --index-only    # only re-record which combinations use
+                                                    # which lock set (a new non-dependency answer)
 
 Bakes each combination of cookiecutter.json's choices as a user would (combinations the
 answer check refuses, per hooks/bakery/answers.py, are skipped), groups them by the
@@ -25,7 +27,14 @@ from pathlib import Path
 
 from hooks.bakery import pins
 from testkit.locks import SUPPORTED_PYTHONS, read_lock
-from testkit.template import all_combinations, bake_in_subprocess, choice_options, refusal
+from testkit.render import render
+from testkit.template import (
+    all_combinations,
+    bake_in_subprocess,
+    choice_options,
+    defaults,
+    refusal,
+)
 
 
 def bake(output: Path, answers: dict[str, str], *, fresh: bool) -> Path:
@@ -98,6 +107,30 @@ def regenerate(*, upgrade: bool) -> None:
         print(f"pins/{name}: {count} combinations")
 
 
+def reindex() -> None:
+    """Record each accepted combination's lock set again, the locks as they are: each one's
+    dependency inputs, rendered in memory, must be those of a shipped lock set."""
+    index = json.loads(pins.INDEX_FILE.read_text(encoding="utf-8"))
+    by_inputs = {
+        json.dumps(lock_set["inputs"], sort_keys=True): name
+        for name, lock_set in index["lock_sets"].items()
+    }
+    options = list(choice_options())
+    combinations = {}
+    for answers in (a for a in all_combinations() if not refusal(a)):
+        pyproject = tomllib.loads(render("pyproject.toml", {**defaults(), **answers}))
+        declared = json.dumps(pins.dependency_inputs(pyproject), sort_keys=True)
+        if declared not in by_inputs:
+            raise SystemExit(
+                f"error: {pins.combination_key(answers, options)} declares dependencies no lock"
+                f" set holds: run `{pins.REGENERATE_COMMAND}`"
+            )
+        combinations[pins.combination_key(answers, options)] = by_inputs[declared]
+    index |= {"options": options, "combinations": combinations}
+    pins.INDEX_FILE.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    print(f"pins/{pins.INDEX_FILE.name}: {len(combinations)} combinations")
+
+
 def locked_releases(pins_dir: Path) -> dict[str, set[str]]:
     """Every release pinned in every lock set the index names: "name==version" -> its hashes."""
     index = json.loads((pins_dir / pins.INDEX_FILE.name).read_text(encoding="utf-8"))
@@ -154,15 +187,22 @@ def main(argv: list[str] | None = None) -> None:
         help="move every pin to the newest version the ranges allow (default: keep those that fit)",
     )
     parser.add_argument(
+        "--index-only",
+        action="store_true",
+        help="only record which lock set each accepted combination uses, the locks as they are",
+    )
+    parser.add_argument(
         "--modules-only",
         action="store_true",
         help=f"keep the locks; only re-record {pins.MODULES_FILE.name} from them (no uv needed)",
     )
     arguments = parser.parse_args(argv)
-    if arguments.modules_only and arguments.upgrade:
-        parser.error("--modules-only keeps the locks as they are; it cannot --upgrade them")
+    if (arguments.modules_only or arguments.index_only) and arguments.upgrade:
+        parser.error("--modules-only and --index-only keep the locks as they are: no --upgrade")
     try:
-        if arguments.modules_only:
+        if arguments.index_only:
+            reindex()
+        elif arguments.modules_only:
             record_modules(pins.PINS_DIR)
         else:
             regenerate(upgrade=arguments.upgrade)
