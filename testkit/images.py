@@ -138,29 +138,34 @@ def qualified(name: str) -> str:
     return name
 
 
-def stage_bases(dockerfile: Path) -> list[str]:
-    """The image each stage starts from (qualified), with the ARG defaults its FROM refers to.
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """A Dockerfile's instructions as (INSTRUCTION, arguments), continuation lines joined and
+    comments left out: enough for the Dockerfiles this template renders."""
+    found = []
+    for line in dockerfile.replace("\\\n", " ").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            instruction, _, arguments = line.strip().partition(" ")
+            found.append((instruction.upper(), arguments.strip()))
+    return found
 
-    Reads the Dockerfiles this template renders: one instruction per ARG or FROM line.
-    """
+
+def stage_bases(dockerfile: Path) -> list[str]:
+    """The image each stage starts from (qualified), with the ARG defaults its FROM refers to."""
     defaults: dict[str, str] = {}
     stages: set[str] = set()
     bases = []
-    for line in dockerfile.read_text(encoding="utf-8").splitlines():
-        words = [word for word in line.split() if not word.startswith("--")]
-        if not words:
-            continue
-        instruction = words[0].upper()
+    for instruction, arguments in instructions(dockerfile.read_text(encoding="utf-8")):
+        words = [word for word in arguments.split() if not word.startswith("--")]
         # Only the ARGs before the first FROM are in scope for FROM lines.
         if instruction == "ARG" and not bases and not stages:
-            name, _, default = words[1].partition("=")
+            name, _, default = words[0].partition("=")
             defaults[name] = default
         elif instruction == "FROM":
-            image = re.sub(r"\$\{?(\w+)\}?", lambda arg: defaults[arg.group(1)], words[1])
+            image = re.sub(r"\$\{?(\w+)\}?", lambda arg: defaults[arg.group(1)], words[0])
             if image not in stages and image != "scratch":
                 bases.append(qualified(image))
-            if len(words) == 4 and words[2].upper() == "AS":
-                stages.add(words[3])
+            if len(words) == 3 and words[1].upper() == "AS":
+                stages.add(words[2])
     return bases
 
 

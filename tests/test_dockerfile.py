@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hooks.bakery.answers import DISTROLESS_PYTHON
+from testkit.images import instructions
 from testkit.locks import SUPPORTED_PYTHONS
 from testkit.render import combinations_asked_by, render
 from testkit.template import answers_key, defaults
@@ -56,16 +57,12 @@ def dockerfile_of(answers: dict[str, str]) -> str:
 
 
 def stages(dockerfile: str) -> list[list[tuple[str, str]]]:
-    """Each stage's instructions as (INSTRUCTION, arguments), continuation lines joined."""
-    logical = dockerfile.replace("\\\n", " ").splitlines()
+    """Each stage's instructions as (INSTRUCTION, arguments)."""
     found: list[list[tuple[str, str]]] = [[]]
-    for line in logical:
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        instruction, _, arguments = line.strip().partition(" ")
-        if instruction.upper() == "FROM":
+    for instruction, arguments in instructions(dockerfile):
+        if instruction == "FROM":
             found.append([])
-        found[-1].append((instruction.upper(), arguments.strip()))
+        found[-1].append((instruction, arguments))
     return found[1:]
 
 
