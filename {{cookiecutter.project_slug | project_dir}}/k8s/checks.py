@@ -847,35 +847,44 @@ def check_websockets(manifests: Manifests) -> CheckResult:
         for rule in ingress["spec"].get("rules", []):
             for path in rule.get("http", {}).get("paths", []):
                 name = path.get("backend", {}).get("service", {}).get("name")
-                service = manifests.find("Service", name, namespace)
-                if service is None:
-                    continue  # check_ports names it
-                selector = {"matchLabels": service["spec"].get("selector", {})}
-                for workload in manifests.selected(selector, namespace):
-                    yield from proxy_timeout_problems(manifests, ingress, annotations, workload)
+                for workload, age in connection_ages(manifests, name, namespace):
+                    yield from proxy_timeout_problems(ingress, annotations, workload, age)
 {%- elif cookiecutter.exposure == "gateway" %}
     for route in manifests.of_kind("HTTPRoute"):
         yield from route_timeout_problems(manifests, route)
+{%- endif %}
+{%- if cookiecutter.exposure != "none" %}
+
+
+def connection_ages(
+    manifests: Manifests, service_name: str | None, namespace: str | None
+) -> Iterator[tuple[dict, int]]:
+    """(workload, WS_MAX_CONNECTION_AGE) for each container of the pods behind this Service."""
+    service = manifests.find("Service", service_name, namespace)
+    if service is None:
+        return  # check_ports names it
+    selector = {"matchLabels": service["spec"].get("selector", {})}
+    for workload in manifests.selected(selector, namespace):
+        for container in containers(workload, init=False):
+            age = settings_of(manifests, workload, container).get("WS_MAX_CONNECTION_AGE")
+            if age is not None and age.isdigit():
+                yield workload, int(age)
 {%- endif %}
 {%- if cookiecutter.exposure == "ingress" %}
 
 
 def proxy_timeout_problems(
-    manifests: Manifests, ingress: dict, annotations: dict, workload: dict
+    ingress: dict, annotations: dict, workload: dict, age: int
 ) -> CheckResult:
-    for container in containers(workload, init=False):
-        age = settings_of(manifests, workload, container).get("WS_MAX_CONNECTION_AGE")
-        if age is None or not age.isdigit():
-            continue
-        for annotation in PROXY_TIMEOUTS:
-            timeout = annotations.get(annotation, str(PROXY_TIMEOUT_DEFAULT))
-            if timeout.isdigit() and int(timeout) < int(age):
-                yield Finding(
-                    ingress,
-                    f"{annotation} {timeout} s is below WS_MAX_CONNECTION_AGE {age} s of"
-                    f" {ref(workload)}: the proxy, rather than the app's ping and age limits,"
-                    " could end a connection",
-                )
+    for annotation in PROXY_TIMEOUTS:
+        timeout = annotations.get(annotation, str(PROXY_TIMEOUT_DEFAULT))
+        if timeout.isdigit() and int(timeout) < age:
+            yield Finding(
+                ingress,
+                f"{annotation} {timeout} s is below WS_MAX_CONNECTION_AGE {age} s of"
+                f" {ref(workload)}: the proxy, rather than the app's ping and age limits,"
+                " could end a connection",
+            )
 {%- elif cookiecutter.exposure == "gateway" %}
 
 
@@ -912,24 +921,18 @@ def route_timeout_problems(manifests: Manifests, route: dict) -> CheckResult:
     namespace = route["metadata"].get("namespace")
     timeout = rule.get("timeouts", {}).get("request")
     seconds = None if timeout is None else duration_seconds(timeout)
+    if seconds == 0:
+        return  # "0s" turns the timeout off
+    limit = f"request timeout {timeout}" if timeout else "the default timeout"
     for backend in service_backends([rule], namespace):
-        service = manifests.find("Service", backend.get("name"), namespace)
-        if service is None:
-            continue  # check_ports names it
-        selector = {"matchLabels": service["spec"].get("selector", {})}
-        for workload in manifests.selected(selector, namespace):
-            for container in containers(workload, init=False):
-                age = settings_of(manifests, workload, container).get("WS_MAX_CONNECTION_AGE")
-                if age is None or not age.isdigit() or seconds == 0:
-                    continue  # "0s" turns the timeout off
-                if seconds is None or seconds < int(age):
-                    limit = f"request timeout {timeout}" if timeout else "the default timeout"
-                    yield Finding(
-                        route,
-                        f"the rule for {CHANNEL_PATH} has {limit}, below WS_MAX_CONNECTION_AGE"
-                        f" {age} s of {ref(workload)}: the gateway, rather than the app's ping and"
-                        " age limits, could end a connection",
-                    )
+        for workload, age in connection_ages(manifests, backend.get("name"), namespace):
+            if seconds is None or seconds < age:
+                yield Finding(
+                    route,
+                    f"the rule for {CHANNEL_PATH} has {limit}, below WS_MAX_CONNECTION_AGE"
+                    f" {age} s of {ref(workload)}: the gateway, rather than the app's ping and"
+                    " age limits, could end a connection",
+                )
 {%- endif %}
 {%- endif %}
 {%- if cookiecutter.inference == "yes" %}
